@@ -1,0 +1,126 @@
+"""The one mapping from domain values to their JSON form on the wire (camelCase keys,
+ISO 8601 UTC timestamps). The HTTP API, events, webhooks, the dashboard and the CLI all
+read jobs and flows through these functions."""
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from jobtrack.domain.flows import Flow, FlowProgress
+from jobtrack.domain.jobs import Job, Phase, Progress
+
+#: domain field -> wire key, in the order of the job shape in api.md
+JOB_FIELDS: Final[Mapping[str, str]] = {
+    "id": "jobId",
+    "queue_name": "queueName",
+    "name": "name",
+    "status": "status",
+    "step": "step",
+    "data": "data",
+    "result": "result",
+    "error": "error",
+    "stats": "stats",
+    "progress": "progress",
+    "phases": "phases",
+    "flow_id": "flowId",
+    "parent_job_id": "parentJobId",
+    "attempt": "attempt",
+    "max_attempts": "maxAttempts",
+    "priority": "priority",
+    "run_at": "runAt",
+    "cancel_requested": "cancelRequested",
+    "created_at": "createdAt",
+    "updated_at": "updatedAt",
+    "started_at": "startedAt",
+    "completed_at": "completedAt",
+}
+
+
+def iso(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a ``Z``; None stays None."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    elif value.utcoffset():
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def progress_to_wire(progress: Progress | None) -> dict[str, Any] | None:
+    if progress is None:
+        return None
+    return {"done": progress.done, "total": progress.total, "percentage": progress.percentage}
+
+
+def phase_to_wire(phase: Phase) -> dict[str, Any]:
+    return {
+        "name": phase.name,
+        "status": phase.status.value,
+        "progress": progress_to_wire(phase.progress),
+        "startedAt": iso(phase.started_at),
+        "completedAt": iso(phase.completed_at),
+    }
+
+
+def _value(job: Job, name: str) -> Any:
+    value = getattr(job, name)
+    if name == "phases":
+        return [phase_to_wire(p) for p in value]
+    if name == "progress":
+        return progress_to_wire(value)
+    if isinstance(value, datetime):
+        return iso(value)
+    if name == "status":
+        return value.value
+    return value
+
+
+def job_to_wire(job: Job) -> dict[str, Any]:
+    """The job object of ``GET /jobs/{jobId}``."""
+    return {key: _value(job, name) for name, key in JOB_FIELDS.items()}
+
+
+def job_delta(job: Job, changed: Iterable[str]) -> dict[str, Any]:
+    """Event data for a job change: its identity and only the fields that changed."""
+    data: dict[str, Any] = {"jobId": job.id, "queueName": job.queue_name, "name": job.name}
+    if job.flow_id is not None:
+        data["flowId"] = job.flow_id
+    for name in changed:
+        key = JOB_FIELDS.get(name)
+        if key is not None:
+            data[key] = _value(job, name)
+    data["status"] = job.status.value
+    data["updatedAt"] = iso(job.updated_at)
+    return data
+
+
+def flow_progress_to_wire(progress: FlowProgress) -> dict[str, Any]:
+    return {
+        "total": progress.total,
+        "completed": progress.completed,
+        "failed": progress.failed,
+        "cancelled": progress.cancelled,
+        "running": progress.running,
+        "pending": progress.pending,
+        "percentage": progress.percentage,
+    }
+
+
+def flow_to_wire(flow: Flow) -> dict[str, Any]:
+    """The flow summary of ``GET /flows/{flowId}``."""
+    return {
+        "flowId": flow.id,
+        "flowname": flow.flowname,
+        "name": flow.name,
+        "queueName": flow.queue_name,
+        "status": flow.status.value,
+        "progress": flow_progress_to_wire(flow.progress),
+        "rootJobId": flow.root_job_id,
+        "result": flow.result,
+        "error": flow.error,
+        "createdAt": iso(flow.created_at),
+        "updatedAt": iso(flow.updated_at),
+        "startedAt": iso(flow.started_at),
+        "completedAt": iso(flow.completed_at),
+    }
