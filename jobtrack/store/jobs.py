@@ -1,0 +1,189 @@
+"""Job rows: insert (bulk, idempotent), read, list with keyset pagination, and the
+locked read-plan-write cycle every single-job change goes through."""
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from jobtrack.domain.ids import is_id
+from jobtrack.domain.jobs import Change, Job
+from jobtrack.domain.status import JobStatus
+from jobtrack.errors import NotFound, ValidationFailed
+from jobtrack.store import bulk
+from jobtrack.store.codec import (
+    job_from_row,
+    job_insert_values,
+    jobs_from_joined_rows,
+    phase_from_row,
+    phase_values,
+    select_jobs_with_phases,
+)
+from jobtrack.store.events import created_row, insert_events
+from jobtrack.store.tables import job_phases, jobs
+from jobtrack.store.writer import lock_jobs, persist
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    """Filters of ``GET /jobs``; ``tenant`` None means every tenant (admin)."""
+
+    tenant: str | None
+    status: JobStatus | None = None
+    queue_name: str | None = None
+    flow_id: str | None = None
+    name: str | None = None
+
+
+def not_found(job_id: str) -> NotFound:
+    return NotFound(f"job {job_id!r} not found", details={"jobId": job_id})
+
+
+async def insert_jobs(
+    conn: AsyncConnection, new: Sequence[Job], *, actor: str
+) -> list[tuple[Job, bool]]:
+    """Insert new jobs with their phases and ``job.created`` events.
+
+    A job whose idempotency key its tenant already used is not inserted: the first job
+    comes back instead, with ``False`` beside it.
+    """
+    keyed = [j for j in new if j.idempotency_key is not None]
+    existing: dict[tuple[str, str], Job] = {}
+    inserted_ids: set[str] = {j.id for j in new}
+    if keyed:
+        dialect = conn.dialect.name
+        ins = (postgresql.insert(jobs) if dialect == "postgresql" else sqlite.insert(jobs))
+        stmt = ins.on_conflict_do_nothing(
+            index_elements=[jobs.c.tenant, jobs.c.idempotency_key],
+            index_where=jobs.c.idempotency_key.is_not(None),
+        ).returning(jobs.c.id)
+        inserted_ids = set()
+        for job in keyed:  # one by one: RETURNING must say which rows went in
+            got = await conn.scalar(stmt.values(job_insert_values(job)))
+            if got is not None:
+                inserted_ids.add(str(got))
+            else:
+                key = (job.tenant, job.idempotency_key or "")
+                existing[key] = await _by_idempotency_key(conn, *key)
+        plain = [j for j in new if j.idempotency_key is None]
+        if plain:
+            await conn.execute(insert(jobs), [job_insert_values(j) for j in plain])
+            inserted_ids.update(j.id for j in plain)
+    elif bulk.wanted(conn, new):  # PostgreSQL: one INSERT ... SELECT FROM unnest
+        await bulk.insert(conn, jobs, [job_insert_values(j) for j in new])
+    else:
+        await conn.execute(insert(jobs), [job_insert_values(j) for j in new])
+    fresh = [j for j in new if j.id in inserted_ids]
+    phase_rows = [phase_values(j.id, i, p) for j in fresh for i, p in enumerate(j.phases)]
+    if bulk.wanted(conn, phase_rows):
+        await bulk.insert(conn, job_phases, phase_rows)
+    elif phase_rows:
+        await conn.execute(insert(job_phases), phase_rows)
+    await insert_events(conn, [created_row(j, actor) for j in fresh])
+    out: list[tuple[Job, bool]] = []
+    for job in new:
+        if job.id in inserted_ids:
+            out.append((job, True))
+        else:
+            out.append((existing[(job.tenant, job.idempotency_key or "")], False))
+    return out
+
+
+async def _by_idempotency_key(conn: AsyncConnection, tenant: str, key: str) -> Job:
+    rows = await conn.execute(
+        select_jobs_with_phases()
+        .where(jobs.c.tenant == tenant, jobs.c.idempotency_key == key)
+        .order_by("p_position")
+    )
+    found = jobs_from_joined_rows(rows.mappings())
+    if not found:  # inserted by a transaction we cannot see yet
+        raise ValidationFailed("idempotency key is being used by a concurrent request")
+    return found[0]
+
+
+async def get_job(conn: AsyncConnection, job_id: str, *, tenant: str | None) -> Job | None:
+    """One job with its phases, in one round trip; another tenant's job is None."""
+    if not is_id(job_id):
+        return None
+    query = select_jobs_with_phases().where(jobs.c.id == job_id)
+    if tenant is not None:
+        query = query.where(jobs.c.tenant == tenant)
+    rows = await conn.execute(query.order_by("p_position"))
+    found = jobs_from_joined_rows(rows.mappings())
+    return found[0] if found else None
+
+
+async def list_jobs(
+    conn: AsyncConnection, flt: JobFilter, *, limit: int, cursor: str | None = None
+) -> tuple[list[Job], str | None]:
+    """A page of jobs, newest first (ids are time-ordered), and the next page's cursor."""
+    conds: list[Any] = []
+    if flt.tenant is not None:
+        conds.append(jobs.c.tenant == flt.tenant)
+    if flt.status is not None:
+        conds.append(jobs.c.status == flt.status.value)
+    if flt.queue_name is not None:
+        conds.append(jobs.c.queue_name == flt.queue_name)
+    if flt.flow_id is not None:
+        if not is_id(flt.flow_id):
+            return [], None
+        conds.append(jobs.c.flow_id == flt.flow_id)
+    if flt.name is not None:
+        conds.append(jobs.c.name == flt.name)
+    if cursor is not None:
+        if not is_id(cursor):
+            raise ValidationFailed(
+                "cursor is not valid: pass the nextCursor of a previous page",
+                details={"field": "cursor", "value": cursor},
+            )
+        conds.append(jobs.c.id < cursor)
+    rows = (
+        await conn.execute(
+            select(jobs).where(*conds).order_by(jobs.c.id.desc()).limit(limit + 1)
+        )
+    ).mappings().all()
+    page = rows[:limit]
+    with_phases = [r["id"] for r in page if r["phase_count"]]
+    phases: dict[str, list[Any]] = {}
+    if with_phases:
+        prows = await conn.execute(
+            select(job_phases)
+            .where(job_phases.c.job_id.in_(with_phases))
+            .order_by(job_phases.c.job_id, job_phases.c.position)
+        )
+        for p in prows.mappings():
+            phases.setdefault(p["job_id"], []).append(phase_from_row(p, prefix=""))
+    items = [job_from_row(r, phases.get(r["id"], ())) for r in page]
+    next_cursor = page[-1]["id"] if len(rows) > limit and page else None
+    return items, next_cursor
+
+
+async def change_job(
+    conn: AsyncConnection,
+    job_id: str,
+    plan: Callable[[Job], Change | Awaitable[Change]],
+    *,
+    tenant: str | None,
+    actor: str,
+    now: datetime,
+) -> Job:
+    """Lock one job, plan its change from what is really stored, and persist it.
+
+    Under concurrent updates of one job each writer waits for the row lock and plans
+    against the committed state, so exactly one transition wins per step.
+    """
+    if not is_id(job_id):
+        raise not_found(job_id)
+    found = await lock_jobs(conn, [job_id], tenant=tenant)
+    job = found.get(job_id)
+    if job is None:
+        raise not_found(job_id)
+    change = plan(job)
+    if isinstance(change, Awaitable):
+        change = await change
+    await persist(conn, [change], actor=actor, now=now)
+    return change.after
