@@ -1,0 +1,230 @@
+"""The Python entry point: register tasks, enqueue jobs, read and wait for them.
+
+::
+
+    app = jobtrack.App()                      # database from JOBTRACK_DATABASE_URL
+
+    @app.task(queue="ingest", phases=["loading", "indexing"], max_attempts=3)
+    async def ingest(ctx, document_id: str): ...
+
+    async with app:
+        job = await app.enqueue("ingest", document_id="d1", _priority=5)
+        done = await app.wait(job.id, timeout=30)
+
+Enqueue options are keyword arguments with a leading underscore (a job's own data never
+starts with one): ``_queue``, ``_priority``, ``_delay`` (seconds or timedelta),
+``_run_at``, ``_idempotency_key``, ``_max_attempts``.
+"""
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any, Self, TypeVar, overload
+
+from jobtrack.domain.flows import Flow
+from jobtrack.domain.ids import new_id
+from jobtrack.domain.jobs import Job, new_job
+from jobtrack.domain.retry import RetryPolicy
+from jobtrack.errors import ValidationFailed
+from jobtrack.queue import flows as queue_flows
+from jobtrack.queue.tasks import TaskRegistry, make_task
+from jobtrack.settings import Settings
+from jobtrack.store import jobs as store_jobs
+from jobtrack.store import keys as store_keys
+from jobtrack.store.engine import Database
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: enqueue options, as accepted with a leading underscore
+OPTIONS = frozenset({"queue", "priority", "delay", "run_at", "idempotency_key",
+                     "max_attempts"})
+#: rows per statement batch of ``enqueue_many`` (one transaction for all)
+ENQUEUE_CHUNK = 5000
+
+
+class App:
+    """Tasks, a database and a tenant: what both enqueuers and workers need."""
+
+    def __init__(
+        self, database_url: str | None = None, *, tenant: str = "default",
+        settings: Settings | None = None,
+    ) -> None:
+        if settings is None:
+            settings = Settings(database_url=database_url) if database_url else Settings()
+        elif database_url:
+            settings = settings.model_copy(update={"database_url": database_url})
+        self.settings = settings
+        self.tenant = tenant
+        self.tasks = TaskRegistry()
+        #: the URL was chosen in code (a worker CLI's --database-url does not override it)
+        self.explicit_url = database_url is not None
+        self._db: Database | None = None
+        self._tenant_ready = False
+
+    # --- configuration ------------------------------------------------------------
+
+    @property
+    def database_url(self) -> str:
+        return self.settings.database_url
+
+    def use_database_url(self, url: str) -> None:
+        """Take the URL a command line was given, unless one was chosen in code."""
+        if self._db is not None:
+            raise ValidationFailed("use_database_url() must come before the database opens")
+        if not self.explicit_url:
+            self.settings = self.settings.model_copy(update={"database_url": url})
+
+    @overload
+    def task(self, fn: F, /) -> F: ...
+
+    @overload
+    def task(
+        self, fn: None = None, /, *, name: str | None = None, queue: str = "default",
+        phases: Iterable[str] = (), max_attempts: int | None = None,
+        retry: RetryPolicy | None = None, timeout: float | None = None,
+    ) -> Callable[[F], F]: ...
+
+    def task(
+        self, fn: F | None = None, /, *, name: str | None = None, queue: str = "default",
+        phases: Iterable[str] = (), max_attempts: int | None = None,
+        retry: RetryPolicy | None = None, timeout: float | None = None,
+    ) -> F | Callable[[F], F]:
+        """Register ``async def f(ctx, **kwargs)`` or ``def f(ctx, **kwargs)`` as a task;
+        the function is returned unchanged."""
+
+        def register(func: F) -> F:
+            self.tasks.add(make_task(func, name=name, queue=queue, phases=list(phases),
+                                     max_attempts=max_attempts, retry=retry,
+                                     timeout=timeout))
+            return func
+
+        return register(fn) if fn is not None else register
+
+    # --- database -------------------------------------------------------------------
+
+    @property
+    def db(self) -> Database:
+        """The database handle, opened on first use."""
+        if self._db is None:
+            self._db = Database(self.database_url, pool_size=self.settings.pool_size)
+        return self._db
+
+    async def open(self) -> None:
+        _ = self.db
+
+    async def close(self) -> None:
+        if self._db is not None:
+            db, self._db = self._db, None
+            self._tenant_ready = False
+            await db.dispose()
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # --- enqueue --------------------------------------------------------------------
+
+    def build_job(self, name: str, data: Mapping[str, Any], now: datetime,
+                  options: Mapping[str, Any]) -> Job:
+        """A new pending job of task ``name`` (registered here or not) with ``options``."""
+        unknown = set(options) - OPTIONS
+        if unknown:
+            raise ValidationFailed(
+                f"unknown enqueue option(s) {', '.join('_' + u for u in sorted(unknown))}; "
+                f"accepted: {', '.join('_' + o for o in sorted(OPTIONS))}")
+        task = self.tasks.get(name)
+        run_at: datetime | None = options.get("run_at")
+        delay = options.get("delay")
+        if delay is not None:
+            seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
+            run_at = now + timedelta(seconds=seconds)
+        max_attempts = (options.get("max_attempts")
+                        or (task.max_attempts if task else None)
+                        or self.settings.default_max_attempts)
+        return new_job(
+            id=new_id(), tenant=self.tenant,
+            queue_name=options.get("queue") or (task.queue if task else "default"),
+            name=name, now=now, data=data, phases=task.phases if task else (),
+            priority=int(options.get("priority") or 0), run_at=run_at,
+            max_attempts=int(max_attempts), idempotency_key=options.get("idempotency_key"),
+        )
+
+    async def _insert(self, new: list[Job], now: datetime) -> list[Job]:
+        out: list[Job] = []
+        async with self.db.write() as conn:
+            if not self._tenant_ready:
+                await store_keys.ensure_tenant(conn, self.tenant, now)
+            for start in range(0, len(new), ENQUEUE_CHUNK):
+                done = await store_jobs.insert_jobs(
+                    conn, new[start:start + ENQUEUE_CHUNK], actor=f"app:{self.tenant}")
+                out.extend(job for job, _ in done)
+        self._tenant_ready = True
+        return out
+
+    async def enqueue(self, name: str, /, **kwargs: Any) -> Job:
+        """Enqueue one job of task ``name``; ``_``-prefixed keywords are options.
+
+        With ``_idempotency_key``, a key this tenant already used returns the first job.
+        """
+        data = {k: v for k, v in kwargs.items() if not k.startswith("_")}
+        options = {k[1:]: v for k, v in kwargs.items() if k.startswith("_")}
+        now = datetime.now(UTC)
+        return (await self._insert([self.build_job(name, data, now, options)], now))[0]
+
+    async def enqueue_many(
+        self, name: str, items: Iterable[Mapping[str, Any]], /, **options: Any
+    ) -> list[Job]:
+        """Enqueue one job per item (its data) in one transaction; ``options`` (without
+        underscores: ``queue=``, ``priority=`` ...) apply to every job."""
+        now = datetime.now(UTC)
+        new = [self.build_job(name, item, now, options) for item in items]
+        return await self._insert(new, now) if new else []
+
+    async def enqueue_flow(self, flowname: str, root: queue_flows.FlowJob) -> Flow:
+        """Enqueue a tree of jobs as one flow, children first (:mod:`jobtrack.queue.flows`)."""
+        return await queue_flows.enqueue_flow(self, flowname, root)
+
+    def enqueue_sync(self, name: str, /, **kwargs: Any) -> Job:
+        """:meth:`enqueue` for code without an event loop (opens its own connection)."""
+
+        async def once() -> Job:
+            app = App(settings=self.settings, tenant=self.tenant)
+            app.tasks = self.tasks
+            try:
+                return await app.enqueue(name, **kwargs)
+            finally:
+                await app.close()
+
+        return asyncio.run(once())
+
+    # --- read -----------------------------------------------------------------------
+
+    async def get_job(self, job_id: str) -> Job | None:
+        """One job of this app's tenant, with its phases; None if unknown."""
+        async with self.db.read() as conn:
+            return await store_jobs.get_job(conn, job_id, tenant=self.tenant)
+
+    async def wait(self, job_id: str, timeout: float | None = None) -> Job:
+        """Poll until the job is terminal; TimeoutError after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.01
+        while True:
+            job = await self.get_job(job_id)
+            if job is None:
+                raise store_jobs.not_found(job_id)
+            if job.is_terminal:
+                return job
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"job {job_id} is still {job.status.value} after "
+                                   f"{timeout} s")
+            pause = delay if deadline is None else min(delay, deadline - time.monotonic())
+            await asyncio.sleep(max(0.0, pause))
+            delay = min(delay * 2, 0.25)

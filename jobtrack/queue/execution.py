@@ -1,0 +1,85 @@
+"""Run one job's task and say how it ended, as an :class:`Outcome` (or None when the
+worker no longer owns the job and must not report anything)."""
+
+import asyncio
+import functools
+import time
+from concurrent.futures import Executor
+from typing import Any
+
+import orjson
+
+from jobtrack.domain.status import JobStatus
+from jobtrack.queue.context import JobCancelled, JobContext, LeaseLost, SyncJobContext
+from jobtrack.queue.outcomes import Outcome
+from jobtrack.queue.tasks import Task
+
+#: error codes of failures the worker itself decides
+TIMEOUT, INTERRUPTED = "timeout", "interrupted"
+
+
+def error_of(exc: BaseException) -> dict[str, Any]:
+    """``{message, type, code?}`` of an exception a task raised."""
+    error: dict[str, Any] = {"message": str(exc) or type(exc).__name__,
+                             "type": type(exc).__name__}
+    code = getattr(exc, "code", None)
+    if isinstance(code, str):
+        error["code"] = code
+    return error
+
+
+async def execute(task: Task, ctx: JobContext, pool: Executor) -> Outcome | None:
+    """Call the task with the job's data: async functions on this loop, plain ones in
+    ``pool``; apply its timeout; turn what happened into an outcome."""
+    job = ctx.job
+    started = time.perf_counter()
+
+    def done(status: JobStatus, *, result: Any = None, error: dict[str, Any] | None = None,
+             retry_now: bool = False) -> Outcome:
+        stats = {"durationMs": round((time.perf_counter() - started) * 1000, 3), **ctx.stats}
+        return Outcome(job, status, result=result, error=error, stats=stats,
+                       retry=task.retry, retry_now=retry_now)
+
+    scope: asyncio.Timeout | None = None
+    try:
+        kwargs = task.arguments(job.data)
+        if task.is_async:
+            call = task.fn(ctx, **kwargs)
+        else:
+            loop = asyncio.get_running_loop()
+            call = loop.run_in_executor(
+                pool, functools.partial(task.fn, SyncJobContext(ctx, loop), **kwargs))
+        if task.timeout is None:
+            result = await call
+        else:
+            async with asyncio.timeout(task.timeout) as scope:
+                result = await call
+    except JobCancelled:
+        return done(JobStatus.CANCELLED)
+    except LeaseLost:
+        return None
+    except asyncio.CancelledError:
+        if ctx.stopped == INTERRUPTED:
+            return done(JobStatus.FAILED, retry_now=True, error={
+                "message": "the worker shut down before the job finished",
+                "type": "WorkerShutdown", "code": INTERRUPTED})
+        if ctx.stopped is not None:  # lease lost: someone else decides now
+            return None
+        raise
+    except TimeoutError as exc:
+        if scope is not None and scope.expired():
+            ctx.stopped = TIMEOUT  # a thread still running stops at its next checkpoint
+            return done(JobStatus.FAILED, error={
+                "message": f"timed out after {task.timeout} s", "type": "TimeoutError",
+                "code": TIMEOUT})
+        return done(JobStatus.FAILED, error=error_of(exc))
+    except Exception as exc:
+        return done(JobStatus.FAILED, error=error_of(exc))
+    if result is not None:
+        try:
+            orjson.dumps(result)
+        except TypeError as exc:
+            return done(JobStatus.FAILED, error={
+                "message": f"the task's result cannot be stored as JSON: {exc}",
+                "type": "TypeError", "code": "result_not_json"})
+    return done(JobStatus.COMPLETED, result=result)

@@ -1,0 +1,165 @@
+"""Flows from Python: describe a tree of jobs with :class:`FlowJob` and enqueue it with
+``await app.enqueue_flow(flowname, root)``; the same tree ``POST /flows`` builds.
+
+::
+
+    flow = await app.enqueue_flow("ingest-pdf", FlowJob(
+        "assemble", document="report.pdf",
+        children=[FlowJob("extract_text", page=1), FlowJob("embed", _queue="gpu")],
+    ))
+    done = await wait_flow(app, flow.id, timeout=60)
+
+A node names a task; its queue, phases and attempts default to what the task was
+registered with (``@app.task(queue=..., phases=..., max_attempts=...)``), so children may
+run on other queues and even in other processes. Keyword arguments are the job's data;
+options take a leading underscore, as with :meth:`App.enqueue`: ``_queue``,
+``_priority``, ``_delay`` (seconds or timedelta), ``_run_at``, ``_max_attempts``,
+``_phases``. Every job gets the flow's id in ``data["flowId"]`` (a task receives it only
+if its function takes ``flowId``).
+"""
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final
+
+from jobtrack.domain.flows import Flow, FlowNode
+from jobtrack.domain.jobs import Job
+from jobtrack.domain.status import FlowStatus
+from jobtrack.errors import ValidationFailed
+from jobtrack.queue.tasks import TaskRegistry
+from jobtrack.store import flows as store_flows
+from jobtrack.store import keys as store_keys
+
+if TYPE_CHECKING:
+    from jobtrack.queue.app import App
+
+#: flow statuses :func:`wait_flow` stops at
+FINISHED: Final = frozenset({FlowStatus.COMPLETED, FlowStatus.FAILED, FlowStatus.CANCELLED})
+#: options of a flow job, accepted with a leading underscore
+FLOW_OPTIONS: Final = frozenset({"queue", "priority", "delay", "run_at", "max_attempts",
+                                 "phases"})
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class FlowJob:
+    """One job of a flow: a task name, its data, its options and the jobs that must
+    complete before it runs."""
+
+    name: str
+    data: Mapping[str, Any]
+    options: Mapping[str, Any]
+    children: Sequence["FlowJob"] = field(default=())
+
+    def __init__(self, name: str, /, *, children: Sequence["FlowJob"] = (),
+                 **kwargs: Any) -> None:
+        options = {k[1:]: v for k, v in kwargs.items() if k.startswith("_")}
+        unknown = set(options) - FLOW_OPTIONS
+        if unknown:
+            raise ValidationFailed(
+                f"unknown flow job option(s) {', '.join('_' + u for u in sorted(unknown))}; "
+                f"accepted: {', '.join('_' + o for o in sorted(FLOW_OPTIONS))}")
+        if not all(isinstance(c, FlowJob) for c in children):
+            raise ValidationFailed(f"children of {name!r} must be FlowJob values")
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "data", {k: v for k, v in kwargs.items()
+                                          if not k.startswith("_")})
+        object.__setattr__(self, "options", options)
+        object.__setattr__(self, "children", tuple(children))
+
+
+def _node(job: FlowJob, children: list[FlowNode], tasks: TaskRegistry,
+          now: datetime) -> FlowNode:
+    task = tasks.get(job.name)
+    opts = job.options
+    run_at: datetime | None = opts.get("run_at")
+    delay = opts.get("delay")
+    if delay is not None:
+        seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
+        run_at = now + timedelta(seconds=seconds)
+    phases = opts.get("phases")
+    return FlowNode(
+        name=job.name,
+        queue_name=opts.get("queue") or (task.queue if task else "default"),
+        data=dict(job.data),
+        children=children,
+        phases=tuple(phases if phases is not None else (task.phases if task else ())),
+        priority=int(opts.get("priority") or 0),
+        max_attempts=opts.get("max_attempts") or (task.max_attempts if task else None),
+        run_at=run_at,
+    )
+
+
+def to_node(root: FlowJob, tasks: TaskRegistry, now: datetime) -> FlowNode:
+    """The domain tree of ``root``, task defaults applied (no recursion: a tree of any
+    depth reaches the depth limit and its clear error)."""
+    order: list[tuple[FlowJob, int | None]] = []
+    stack: list[tuple[FlowJob, int | None]] = [(root, None)]
+    while stack:  # pre-order: every parent before its children
+        job, parent = stack.pop()
+        order.append((job, parent))
+        stack.extend((child, len(order) - 1) for child in reversed(job.children))
+    kids: list[list[FlowNode]] = [[] for _ in order]
+    built: FlowNode | None = None
+    for index in range(len(order) - 1, -1, -1):  # children are built before parents
+        job, parent = order[index]
+        built = _node(job, kids[index][::-1], tasks, now)
+        if parent is not None:
+            kids[parent].append(built)
+    assert built is not None
+    return built
+
+
+async def enqueue_flow(app: "App", flowname: str, root: FlowJob) -> Flow:
+    """Store the flow and all its jobs in one transaction; the new flow (pending)."""
+    if not isinstance(root, FlowJob):
+        raise ValidationFailed("the root of a flow must be a FlowJob")
+    if not flowname.strip():
+        raise ValidationFailed("a flow needs a flowname", details={"field": "flowname"})
+    now = datetime.now(UTC)
+    node = to_node(root, app.tasks, now)
+    settings = app.settings
+    async with app.db.write() as conn:
+        await store_keys.ensure_tenant(conn, app.tenant, now)
+        flow, _ = await store_flows.create_flow(
+            conn, node, tenant=app.tenant, flowname=flowname, now=now,
+            actor=f"app:{app.tenant}", max_depth=settings.flow_max_depth,
+            max_jobs=settings.flow_max_jobs, default_max_attempts=settings.default_max_attempts,
+        )
+    return flow
+
+
+async def get_flow(app: "App", flow_id: str) -> Flow | None:
+    """The flow's summary (status, exact progress), or None if unknown to this tenant."""
+    async with app.db.read() as conn:
+        return await store_flows.get_flow(conn, flow_id, tenant=app.tenant)
+
+
+async def flow_jobs(app: "App", flow_id: str) -> list[Job]:
+    """Every job of the flow, parents before children; empty if unknown to this tenant."""
+    async with app.db.read() as conn:
+        if await store_flows.get_flow(conn, flow_id, tenant=app.tenant) is None:
+            return []
+        return await store_flows.flow_job_list(conn, flow_id)
+
+
+async def wait_flow(app: "App", flow_id: str, timeout: float | None = None) -> Flow:
+    """Poll the summary until the flow is completed, failed or cancelled (a failed or
+    cancelled flow may still have jobs finishing); TimeoutError after ``timeout`` s."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    delay = 0.01
+    while True:
+        flow = await get_flow(app, flow_id)
+        if flow is None:
+            raise store_flows.not_found(flow_id)
+        p = flow.progress
+        if flow.status in FINISHED:
+            return flow
+        if deadline is not None and time.monotonic() >= deadline:
+            raise TimeoutError(f"flow {flow_id} is still {flow.status.value} after "
+                               f"{timeout} s ({p.completed}/{p.total} completed)")
+        pause = delay if deadline is None else min(delay, deadline - time.monotonic())
+        await asyncio.sleep(max(0.0, pause))
+        delay = min(delay * 2, 0.25)

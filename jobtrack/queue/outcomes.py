@@ -1,0 +1,95 @@
+"""Outcomes of runs, written in batches: one transaction locks the jobs, plans each
+outcome with the domain planner against what is really stored, and persists them all
+(job rows, phases, flow effects, events) at once.
+
+An outcome counts only while the worker still owns the job: the job is running, under
+this worker, in the same attempt. Otherwise (reaped after a lost lease, cancelled and
+settled by someone else, retried) it is discarded, never written over the stored state.
+"""
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from jobtrack.domain.jobs import UNSET, Change, Job, JobUpdate, plan_update
+from jobtrack.domain.retry import RetryPolicy
+from jobtrack.domain.status import JobStatus
+from jobtrack.errors import JobtrackError
+from jobtrack.store.engine import Database
+from jobtrack.store.writer import lock_jobs, persist
+
+log = logging.getLogger("jobtrack.worker")
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How one run of a job ended, waiting to be written."""
+
+    job: Job
+    status: JobStatus
+    result: Any = None
+    error: Mapping[str, Any] | None = None
+    stats: Mapping[str, Any] | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    #: retry at once (an interrupted run) instead of after the policy's backoff
+    retry_now: bool = False
+
+
+@dataclass(slots=True)
+class Written:
+    """What one batch did."""
+
+    changes: list[Change] = field(default_factory=list)
+    discarded: int = 0
+
+
+def owned(stored: Job, claimed: Job, worker_id: str) -> bool:
+    """True while ``worker_id`` still runs this attempt of the job."""
+    return (
+        stored.status is JobStatus.RUNNING
+        and stored.worker_id == worker_id
+        and stored.attempt == claimed.attempt
+    )
+
+
+def plan_outcome(stored: Job, outcome: Outcome, now: datetime) -> Change:
+    """The change an outcome makes to the stored job (a failure with attempts left
+    becomes a retry at the policy's backoff)."""
+    if outcome.status is JobStatus.COMPLETED:
+        update = JobUpdate(status=JobStatus.COMPLETED, result=outcome.result,
+                           stats=outcome.stats)
+    elif outcome.status is JobStatus.FAILED:
+        retry_at = now if outcome.retry_now else outcome.retry.next_run_at(stored.attempt, now)
+        update = JobUpdate(status=JobStatus.FAILED, result=UNSET, error=outcome.error,
+                           stats=outcome.stats, retry_at=retry_at)
+    else:
+        update = JobUpdate(status=outcome.status, error=outcome.error, stats=outcome.stats)
+    return plan_update(stored, update, now)
+
+
+async def write_outcomes(
+    db: Database, outcomes: Sequence[Outcome], *, worker_id: str, actor: str
+) -> Written:
+    """Write a batch of outcomes in one transaction."""
+    out = Written()
+    now = datetime.now(UTC)
+    async with db.write() as conn:
+        locked = await lock_jobs(conn, [o.job.id for o in outcomes])
+        changes: list[Change] = []
+        for outcome in outcomes:
+            stored = locked.get(outcome.job.id)
+            if stored is None or not owned(stored, outcome.job, worker_id):
+                out.discarded += 1
+                log.info("discarded the outcome of job %s: this worker no longer owns it",
+                         outcome.job.id)
+                continue
+            try:
+                changes.append(plan_outcome(stored, outcome, now))
+            except JobtrackError as exc:
+                out.discarded += 1
+                log.warning("job %s: outcome %s refused: %s", stored.id,
+                            outcome.status.value, exc.message)
+        out.changes = await persist(conn, changes, actor=actor, now=now)
+    return out

@@ -1,0 +1,42 @@
+"""Stalled jobs: running jobs whose lease expired because their worker died or stopped
+heart-beating. Any worker reaps them periodically: each is retried (after its task's
+backoff) while attempts remain, else failed with error code ``stalled``. None is ever left
+``running`` forever.
+"""
+
+from datetime import UTC, datetime
+
+from jobtrack.domain.jobs import Change, plan_stall
+from jobtrack.domain.retry import RetryPolicy
+from jobtrack.domain.status import JobStatus
+from jobtrack.queue.tasks import TaskRegistry
+from jobtrack.store import leases
+from jobtrack.store.engine import Database
+from jobtrack.store.writer import lock_jobs, persist
+
+
+async def reap(
+    db: Database,
+    *,
+    tasks: TaskRegistry | None = None,
+    actor: str = "system:reaper",
+    limit: int = 200,
+    now: datetime | None = None,
+) -> list[Change]:
+    """Plan and write the stall of up to ``limit`` expired jobs; return the changes."""
+    now = now or datetime.now(UTC)
+    default = RetryPolicy()
+    async with db.write() as conn:
+        ids = await leases.expired_ids(conn, now=now, limit=limit)
+        if not ids:
+            return []
+        locked = await lock_jobs(conn, ids)
+        changes: list[Change] = []
+        for job in locked.values():
+            if job.status is not JobStatus.RUNNING or job.lease_expires_at is None \
+                    or job.lease_expires_at >= now:
+                continue  # finished or renewed since the search
+            task = tasks.get(job.name) if tasks is not None else None
+            policy = task.retry if task is not None else default
+            changes.append(plan_stall(job, now, retry_at=policy.next_run_at(job.attempt, now)))
+        return await persist(conn, changes, actor=actor, now=now)

@@ -1,0 +1,355 @@
+"""The worker: claims jobs in batches, runs them concurrently, writes their outcomes in
+batches, keeps their leases alive, and reaps jobs whose worker died.
+
+Four loops share one event loop:
+
+- **claim**: fills free slots (``concurrency``) with one ``claim`` transaction per batch,
+  only from its queues (in the order given) and only names it has a task for; when the
+  queues are empty it polls with a backoff from 10 ms to 500 ms;
+- **flush**: group commit of finished runs: whatever finished while the previous batch
+  was being written goes in the next transaction (``write_outcomes``);
+- **heartbeat**: every ``lease_seconds / 3``, one UPDATE extends the lease of every job
+  held; a job it no longer holds (reaped, cancelled and settled elsewhere) is stopped and
+  its outcome discarded;
+- **reaper**: every ``reap_interval_seconds``, stalls expired jobs (``reap``).
+
+Shutdown (``stop()``, SIGTERM or SIGINT): claiming stops at once; running jobs get
+``grace_seconds`` to finish and their outcomes are written. Jobs still running after
+that are interrupted: cancelled, and written as failed with code ``interrupted`` and an
+immediate retry, so that another worker runs them again while attempts remain (the last
+attempt ends ``failed``: nothing is left ``running``). A plain (threaded) task cannot be
+killed: it stops at its next checkpoint, and the process exits when it returns.
+"""
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import secrets
+import signal
+import socket
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from jobtrack.domain.jobs import Change, Job, JobUpdate, plan_update
+from jobtrack.domain.status import JobStatus
+from jobtrack.errors import NotFound, ValidationFailed
+from jobtrack.queue.app import App
+from jobtrack.queue.context import JobContext, LeaseLost
+from jobtrack.queue.execution import INTERRUPTED, execute
+from jobtrack.queue.outcomes import Outcome, owned, write_outcomes
+from jobtrack.queue.reaper import reap
+from jobtrack.store import claim as store_claim
+from jobtrack.store import jobs as store_jobs
+from jobtrack.store import leases
+
+log = logging.getLogger("jobtrack.worker")
+
+#: most outcomes written in one transaction
+FLUSH_BATCH = 1000
+
+
+@dataclass(slots=True)
+class WorkerStats:
+    """Counters of one worker's life, for logs, tests and benchmarks."""
+
+    claimed: int = 0
+    completed: int = 0
+    failed: int = 0
+    retried: int = 0
+    cancelled: int = 0
+    discarded: int = 0
+    reaped: int = 0
+    lost: int = 0
+
+
+@dataclass(slots=True)
+class _Run:
+    ctx: JobContext
+    task: "asyncio.Task[None]"
+
+
+class Worker:
+    """Runs an App's tasks from the database until stopped."""
+
+    def __init__(
+        self,
+        app: App,
+        *,
+        queues: Sequence[str] | None = None,
+        concurrency: int = 10,
+        worker_id: str | None = None,
+        grace_seconds: float = 30.0,
+        idle_poll: tuple[float, float] = (0.01, 0.5),
+    ) -> None:
+        if concurrency < 1:
+            raise ValidationFailed("concurrency must be at least 1")
+        self.app = app
+        self.settings = app.settings
+        self.queues = list(queues or app.tasks.queues() or ["default"])
+        self.concurrency = concurrency
+        self.grace_seconds = grace_seconds
+        self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.actor = f"worker:{self.id}"
+        self.stats = WorkerStats()
+        self._idle_min, self._idle_max = idle_poll
+        self._names = app.tasks.names()
+        self._running: dict[str, _Run] = {}
+        self._held: set[str] = set()
+        self._outcomes: list[Outcome] = []
+        self._has_outcomes = asyncio.Event()
+        self._slot_free = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._closing = False
+        self._helpers_done = asyncio.Event()
+        self._pool = ThreadPoolExecutor(max_workers=concurrency,
+                                        thread_name_prefix="jobtrack-task")
+
+    # --- control --------------------------------------------------------------------
+
+    def stop(self, *, force: bool = False) -> None:
+        """Stop claiming; running jobs get the grace period (none with ``force``)."""
+        if force:
+            self.grace_seconds = 0
+        self._stopping.set()
+        self._slot_free.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM / SIGINT stop gracefully; a second one stops at once."""
+        loop = asyncio.get_running_loop()
+
+        def on_signal() -> None:
+            if self.stopping:
+                log.warning("second signal: interrupting running jobs now")
+            self.stop(force=self.stopping)
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal)
+
+    async def run(self) -> WorkerStats:
+        """Work until :meth:`stop`; return the counters."""
+        if not self._names:
+            raise ValidationFailed("this app has no tasks: register some with @app.task")
+        log.info("worker %s: queues %s, concurrency %d, tasks %s", self.id,
+                 ",".join(self.queues), self.concurrency, ",".join(self._names))
+        flusher = asyncio.create_task(self._flush_loop(), name="jobtrack-flush")
+        helpers = [asyncio.create_task(self._heartbeat_loop(), name="jobtrack-heartbeat"),
+                   asyncio.create_task(self._reaper_loop(), name="jobtrack-reaper")]
+        try:
+            await self._claim_loop()
+            await self._drain()
+        finally:
+            self._closing = True
+            self._has_outcomes.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+            # never cancelled mid-transaction (on SQLite that would strand the write
+            # lock): they see the flag at their next pause and return
+            self._helpers_done.set()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        log.info("worker %s stopped: %s", self.id, self.stats)
+        return self.stats
+
+    # --- claim and run ----------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        delay = self._idle_min
+        while not self.stopping:
+            free = self.concurrency - len(self._running)
+            if free <= 0:
+                self._slot_free.clear()
+                await self._slot_free.wait()
+                continue
+            try:
+                claimed = await self._claim(free)
+            except Exception:
+                log.exception("claim failed; trying again")
+                await self._idle(1.0)
+                continue
+            if claimed:
+                for job in claimed:
+                    self._start(job)
+                delay = self._idle_min
+                await asyncio.sleep(0)  # let them run before looking for more
+            else:
+                await self._idle(delay)
+                delay = min(delay * 2, self._idle_max)
+
+    async def _claim(self, limit: int) -> list[Job]:
+        now = datetime.now(UTC)
+        async with self.app.db.write() as conn:
+            claimed = await store_claim.claim(
+                conn, queues=self.queues, worker_id=self.id, limit=limit, now=now,
+                lease_until=now + timedelta(seconds=self.settings.lease_seconds),
+                names=self._names, actor=self.actor)
+        self.stats.claimed += len(claimed)
+        return claimed
+
+    async def _idle(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    def _start(self, job: Job) -> None:
+        ctx = JobContext(job, self, progress_interval=self.settings.progress_interval_seconds)
+        self._held.add(job.id)
+        self._running[job.id] = _Run(ctx, asyncio.create_task(self._execute(ctx)))
+
+    async def _execute(self, ctx: JobContext) -> None:
+        job = ctx.job
+        outcome: Outcome | None = None
+        try:
+            outcome = await execute(self.app.tasks[job.name], ctx, self._pool)
+        except Exception:  # a bug of ours, not the task's: let the lease run out
+            log.exception("job %s: the worker failed to run it", job.id)
+        finally:
+            del self._running[job.id]
+            self._slot_free.set()
+        if outcome is None:
+            self.stats.discarded += 1
+            self._held.discard(job.id)
+            return
+        self._outcomes.append(outcome)
+        self._has_outcomes.set()
+
+    async def _drain(self) -> None:
+        """Give running jobs the grace period, then interrupt the rest."""
+        runs = [r.task for r in self._running.values()]
+        if runs:
+            log.info("waiting up to %.1f s for %d running job(s)", self.grace_seconds,
+                     len(runs))
+            _, late = await asyncio.wait(runs, timeout=max(0.0, self.grace_seconds))
+            if late:
+                log.warning("interrupting %d job(s) still running", len(late))
+                for run in list(self._running.values()):
+                    run.ctx.stopped = INTERRUPTED
+                    run.task.cancel()
+                await asyncio.wait(late, timeout=5)
+
+    # --- flush ----------------------------------------------------------------------
+
+    async def _flush_loop(self) -> None:
+        delay = 0.05
+        while True:
+            if not self._outcomes:
+                if self._closing:
+                    return
+                self._has_outcomes.clear()
+                await self._has_outcomes.wait()
+                continue
+            batch = self._outcomes[:FLUSH_BATCH]
+            del self._outcomes[:FLUSH_BATCH]
+            try:
+                written = await write_outcomes(self.app.db, batch, worker_id=self.id,
+                                               actor=self.actor)
+            except Exception:
+                log.exception("writing %d outcome(s) failed; trying again", len(batch))
+                self._outcomes[:0] = batch
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                if self._closing and delay >= 2.0:
+                    return  # the leases will expire and the reaper retries these jobs
+                continue
+            delay = 0.05
+            self._count(written.changes, written.discarded)
+            for outcome in batch:
+                self._held.discard(outcome.job.id)
+
+    def _count(self, changes: Sequence[Change], discarded: int) -> None:
+        stats = self.stats
+        stats.discarded += discarded
+        for change in changes:
+            after = change.after
+            if change.before.worker_id != self.id:
+                continue  # a flow parent this batch released or broke
+            if after.status is JobStatus.COMPLETED:
+                stats.completed += 1
+            elif after.status is JobStatus.FAILED:
+                stats.failed += 1
+            elif after.status is JobStatus.CANCELLED:
+                stats.cancelled += 1
+            elif after.status is JobStatus.PENDING:
+                stats.retried += 1
+
+    # --- leases ---------------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.settings.lease_seconds / 3
+        while not await self._pause(interval):
+            ids = list(self._held)
+            if not ids:
+                continue
+            now = datetime.now(UTC)
+            try:
+                async with self.app.db.write() as conn:
+                    kept = await leases.renew_leases(
+                        conn, worker_id=self.id, ids=ids,
+                        lease_until=now + timedelta(seconds=self.settings.lease_seconds))
+            except Exception:
+                log.exception("heartbeat failed; trying again")
+                continue
+            for job_id in ids:
+                run = self._running.get(job_id)
+                if job_id not in kept and run is not None and run.ctx.stopped is None:
+                    log.warning("job %s: lease lost; stopping it", job_id)
+                    self.stats.lost += 1
+                    run.ctx.stopped = "lost"
+                    run.task.cancel()
+
+    async def _reaper_loop(self) -> None:
+        interval = self.settings.reap_interval_seconds
+        while not await self._pause(interval * random.uniform(0.5, 1.5)):
+            try:
+                reaped = await reap(self.app.db, tasks=self.app.tasks, actor=self.actor)
+            except Exception:
+                log.exception("reaping stalled jobs failed; trying again")
+                continue
+            if reaped:
+                self.stats.reaped += len(reaped)
+                log.warning("reaped %d stalled job(s)", len(reaped))
+
+    async def _pause(self, seconds: float) -> bool:
+        """Sleep between two rounds of a helper loop; True when the loop must end."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._helpers_done.wait(), seconds)
+        return self._helpers_done.is_set()
+
+    # --- Reporter (used by JobContext) ------------------------------------------------
+
+    async def report(self, job: Job, update: JobUpdate) -> Job:
+        """Write a progress or phase update of a job this worker runs (shielded: a task
+        stopped meanwhile does not cut its transaction short)."""
+        return await asyncio.shield(self._report(job, update))
+
+    async def fetch(self, job: Job) -> Job:
+        """The stored state of a job this worker runs."""
+        return await asyncio.shield(self._fetch(job))
+
+    async def _report(self, job: Job, update: JobUpdate) -> Job:
+        now = datetime.now(UTC)
+
+        def plan(stored: Job) -> Change:
+            if not owned(stored, job, self.id):
+                raise LeaseLost(job.id)
+            return plan_update(stored, update, now)
+
+        try:
+            async with self.app.db.write() as conn:
+                return await store_jobs.change_job(conn, job.id, plan, tenant=None,
+                                                   actor=self.actor, now=now)
+        except NotFound:
+            raise LeaseLost(job.id) from None
+
+    async def _fetch(self, job: Job) -> Job:
+        async with self.app.db.read() as conn:
+            stored = await store_jobs.get_job(conn, job.id, tenant=None)
+        if stored is None or not owned(stored, job, self.id):
+            raise LeaseLost(job.id)
+        return stored
