@@ -1,0 +1,206 @@
+"""Pydantic models of the ``/flows`` routes (``shared/spec/api.md``, "Flows").
+
+A flow is submitted as its root job plus ``flowname``; every job of the tree is a
+``FlowJob`` ``{name, queueName, data?, opts?, children?}``. The whole tree is validated
+before anything is stored, so a malformed tree (a missing ``queueName`` anywhere, a bad
+type, an unknown option) is refused whole with a 422 naming the path of the bad field.
+"""
+
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Final, Literal, Self
+
+from pydantic import (
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    StrictInt,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+from jobtrack.api.schemas import (
+    ApiModel,
+    ErrorIn,
+    Finite,
+    InputModel,
+    JobPublic,
+    JsonObject,
+    JsonValue,
+    Name,
+    ProgressInput,
+    StatusIn,
+    UtcDatetime,
+)
+from jobtrack.domain.flows import FlowNode
+from jobtrack.domain.status import FlowStatus
+
+#: the ``opts`` of a flow job, as spelled on the wire
+FLOW_OPTS: Final = ("priority", "maxAttempts", "delaySeconds", "runAt", "phases")
+
+
+class FlowJobOpts(InputModel):
+    """Options of one job of a flow. ``runAt`` and ``delaySeconds`` are alternatives;
+    a parent's start time counts from when its last child completes at the earliest."""
+
+    priority: Annotated[StrictInt, Field(ge=-1_000_000, le=1_000_000)] = Field(
+        0, description="higher runs first within its queue")
+    max_attempts: Annotated[StrictInt, Field(ge=1, le=1000)] | None = Field(
+        None, description="attempts before the job fails for good (server default if absent)")
+    delay_seconds: Annotated[Finite, Field(ge=0, le=315_360_000)] | None = Field(
+        None, description="not before this many seconds from now")
+    run_at: UtcDatetime | None = Field(None, description="not before (ISO 8601; UTC if naive)")
+    phases: Annotated[list[Name], Field(max_length=100)] | None = Field(
+        None, description="ordered phase names, unique")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_options(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(k for k in data if k not in FLOW_OPTS and
+                             to_camel(k) not in FLOW_OPTS)
+            if unknown:
+                raise PydanticCustomError(
+                    "unknown_option",
+                    "unknown option {unknown}; accepted options: {listed}",
+                    {"unknown": ", ".join(repr(k) for k in unknown),
+                     "listed": ", ".join(FLOW_OPTS), "accepted": list(FLOW_OPTS)},
+                )
+        return data
+
+    @model_validator(mode="after")
+    def _one_start_time(self) -> Self:
+        if self.run_at is not None and self.delay_seconds is not None:
+            raise PydanticCustomError("exclusive", "give runAt or delaySeconds, not both")
+        if self.phases is not None and len(set(self.phases)) != len(self.phases):
+            raise PydanticCustomError("unique", "phase names must be unique")
+        return self
+
+    def start(self, now: datetime) -> datetime | None:
+        """When the job may start, from ``runAt`` or ``delaySeconds``."""
+        if self.delay_seconds is not None:
+            return now + timedelta(seconds=self.delay_seconds)
+        return self.run_at
+
+
+class FlowJobIn(InputModel):
+    """One job of a flow (``FlowJob``), with the jobs that must complete before it."""
+
+    name: Name
+    queue_name: Name
+    data: JsonObject | None = None
+    opts: FlowJobOpts | None = None
+    children: list["FlowJobIn"] | None = Field(
+        None, description="jobs that run (and must complete) before this one; any queues")
+
+    def to_node(self, now: datetime) -> FlowNode:
+        """The domain's view of this job and its subtree."""
+        opts = self.opts or FlowJobOpts.model_validate({})
+        return FlowNode(
+            name=self.name,
+            queue_name=self.queue_name,
+            data=self.data or {},
+            children=[c.to_node(now) for c in self.children or ()],
+            phases=tuple(opts.phases or ()),
+            priority=opts.priority,
+            max_attempts=opts.max_attempts,
+            run_at=opts.start(now),
+        )
+
+
+class FlowCreate(FlowJobIn):
+    """``POST /flows``: the root job of the tree, and the flow's human-readable name."""
+
+    flowname: Annotated[Name, Field(description="what kind of flow this is, e.g. ingest-pdf")]
+
+
+class FlowJobReport(InputModel):
+    """``PUT /flows/{flowId}/jobs/{jobId}``: a worker of another system reports one job
+    of the flow. ``status`` also accepts the aliases of the status contract during a
+    deprecation window (answered with a ``Deprecation`` header)."""
+
+    status: StatusIn
+    result: JsonValue = None
+    error: ErrorIn | None = None
+    progress: ProgressInput | None = None
+
+    _status_alias: str | None = PrivateAttr(default=None)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _note_alias(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        model = handler(data)
+        raw = data.get("status") if isinstance(data, dict) else None
+        if isinstance(raw, str) and raw != model.status.value:
+            model._status_alias = raw.strip().lower()
+        return model
+
+    @property
+    def status_alias(self) -> str | None:
+        """The alias the request spelled instead of the canonical status, if any."""
+        return self._status_alias
+
+
+# --- responses ---------------------------------------------------------------------
+
+
+class FlowProgressOut(ApiModel):
+    """How many jobs of the flow are in each status; ``percentage = 100 * completed /
+    total``. Kept by counters moved with each job transition: exact, O(1) to read."""
+
+    total: int
+    completed: int
+    failed: int
+    cancelled: int
+    running: int
+    pending: int
+    percentage: float
+
+
+class FlowPublic(ApiModel):
+    """A flow's summary (``GET /flows/{flowId}``): one row, whatever the tree's size."""
+
+    flow_id: str
+    flowname: str
+    name: str = Field(description="the root job's name")
+    queue_name: str = Field(description="the root job's queue")
+    status: FlowStatus
+    progress: FlowProgressOut
+    root_job_id: str
+    result: Any = Field(description="the root job's result once the flow completed")
+    error: dict[str, Any] | None = Field(description="the first failure: the failed job's "
+                                         "error with its jobId")
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+
+
+class FlowJobNode(JobPublic):
+    """A job of the flow with the jobs that run before it."""
+
+    children: list["FlowJobNode"]
+
+
+class FlowDetail(FlowPublic):
+    """``GET /flows/{flowId}?include=jobs``: the summary and the whole job tree."""
+
+    jobs: FlowJobNode | None = Field(None, description="the root job, children nested")
+
+
+class FlowCreated(ApiModel):
+    """``POST /flows``: the new flow."""
+
+    flow_id: str
+    flow: FlowPublic
+
+
+class FlowPage(ApiModel):
+    """A page of flows, newest first; pass ``nextCursor`` as ``cursor`` for the next."""
+
+    items: list[FlowPublic]
+    next_cursor: str | None
+
+
+#: what ``?include=`` accepts on ``GET /flows/{flowId}``
+Include = Literal["jobs"]

@@ -1,0 +1,57 @@
+"""Path parameters shared by routes, and the link between an HTTP claim and its lease.
+
+A job claimed over HTTP is held by ``http:<key id>:<lease seconds>``: the holder is the
+key that claimed it, and the lease term travels with it, so a ``PATCH`` by that key (its
+heartbeat) renews the lease for as long as the claim asked, on any API process.
+"""
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import Path
+from pydantic import AfterValidator
+
+from jobtrack.api.schemas import ProgressIn, clean_text
+from jobtrack.domain.jobs import Progress
+from jobtrack.store.keys import ApiKey
+
+JobId = Annotated[str, Path(alias="jobId", min_length=1, max_length=64,
+                            description="the job's id (a UUID)")]
+QueueName = Annotated[str, Path(alias="queueName", min_length=1, max_length=200),
+                     AfterValidator(clean_text)]
+PhaseName = Annotated[str, Path(alias="phase", min_length=1, max_length=200),
+                     AfterValidator(clean_text)]
+#: a text filter of a query string (compared with stored names)
+QueryText = Annotated[str, AfterValidator(clean_text)]
+
+_HOLDER = "http:"
+
+
+def holder_id(key: ApiKey, lease_seconds: float) -> str:
+    """The worker id of jobs ``key`` claims over HTTP with this lease term."""
+    return f"{_HOLDER}{key.id}:{lease_seconds:g}"
+
+
+def held_term(worker_id: str | None, key: ApiKey) -> float | None:
+    """The lease term when ``key`` holds a job with this worker id, else None."""
+    prefix = f"{_HOLDER}{key.id}:"
+    if worker_id is None or not worker_id.startswith(prefix):
+        return None
+    try:
+        return float(worker_id[len(prefix):])
+    except ValueError:
+        return None
+
+
+def progress_of(value: float | ProgressIn | None) -> Progress | None:
+    """A percentage becomes ``{done: value, total: 100}``; ``{done, total}`` stays."""
+    if value is None:
+        return None
+    if isinstance(value, ProgressIn):
+        return Progress(value.done, value.total)
+    return Progress(float(value), 100.0)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+

@@ -1,0 +1,189 @@
+"""``/flows``: create a tree of jobs across queues, read its O(1) summary (and, on
+request, its job tree), list flows, let an external system report one of its jobs, and
+cancel it whole.
+
+Thin like every route: one store operation in one transaction (or one read), answered in
+the wire form of :mod:`jobtrack.domain.wire`. Another tenant's flow is a 404.
+"""
+
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request
+from starlette.responses import Response
+
+from jobtrack.api.deps import CallerDep, StateDep
+from jobtrack.api.flow_schemas import (
+    FlowCreate,
+    FlowCreated,
+    FlowDetail,
+    FlowJobReport,
+    FlowPage,
+    FlowPublic,
+    Include,
+)
+from jobtrack.api.middleware import request_context
+from jobtrack.api.params import JobId, QueryText, held_term, progress_of, utcnow
+from jobtrack.api.responses import AUTHENTICATED, errors, json_response
+from jobtrack.api.schemas import JobPublic, StatusIn
+from jobtrack.domain.jobs import UNSET, Change, Job, JobUpdate, plan_update
+from jobtrack.domain.status import FlowStatus, JobStatus
+from jobtrack.domain.wire import flow_to_wire, job_to_wire
+from jobtrack.errors import NotFound, ValidationFailed
+from jobtrack.store import flows as store
+from jobtrack.store.jobs import change_job
+from jobtrack.store.leases import renew_leases
+
+router = APIRouter(tags=["flows"])
+
+FlowId = Annotated[str, Path(alias="flowId", min_length=1, max_length=64,
+                             description="the flow's id (a UUID)")]
+
+
+@router.post(
+    "/flows", status_code=201, response_model=None,
+    responses={201: {"model": FlowCreated, "description": "created, every job pending"},
+               **errors(*AUTHENTICATED)},
+)
+async def create_flow(body: FlowCreate, caller: CallerDep, state: StateDep) -> Response:
+    """Create a flow: the root job and its tree of children, in one transaction.
+
+    Children run first; a parent waits in step ``waiting-children`` until all its
+    children completed. Every job gets ``flowId`` in its own field and in
+    ``data.flowId``. A tree deeper than ``flow_max_depth`` or larger than
+    ``flow_max_jobs`` is refused (422 naming where), with nothing stored.
+    """
+    now = utcnow()
+    settings = state.settings
+    async with state.db.write() as conn:
+        flow, _ = await store.create_flow(
+            conn, body.to_node(now), tenant=caller.tenant, flowname=body.flowname, now=now,
+            actor=caller.actor, max_depth=settings.flow_max_depth,
+            max_jobs=settings.flow_max_jobs, default_max_attempts=settings.default_max_attempts,
+        )
+    return json_response({"flowId": flow.id, "flow": flow_to_wire(flow)}, 201)
+
+
+def job_tree(jobs: list[Job], root_id: str) -> dict[str, Any] | None:
+    """The flow's jobs nested under their parents (``jobs`` lists parents first)."""
+    nodes: dict[str, dict[str, Any]] = {}
+    for job in jobs:
+        node = nodes[job.id] = {**job_to_wire(job), "children": []}
+        if job.parent_job_id in nodes:
+            nodes[job.parent_job_id]["children"].append(node)
+    return nodes.get(root_id)
+
+
+@router.get(
+    "/flows/{flowId}", response_model=None,
+    responses={200: {"model": FlowDetail, "description": "the summary; with include=jobs, "
+                     "also the job tree"},
+               **errors(*AUTHENTICATED, 404)},
+)
+async def read_flow(
+    flow_id: FlowId, caller: CallerDep, state: StateDep,
+    include: Annotated[Include | None, Query(description="`jobs`: add the job tree")] = None,
+) -> Response:
+    """A flow's summary: status and exact progress from one row, whatever its size."""
+    async with state.db.read() as conn:
+        flow = await store.get_flow(conn, flow_id, tenant=caller.scope)
+        if flow is None:
+            raise store.not_found(flow_id)
+        wire = flow_to_wire(flow)
+        if include == "jobs":
+            wire["jobs"] = job_tree(await store.flow_job_list(conn, flow.id), flow.root_job_id)
+    return json_response(wire)
+
+
+@router.get(
+    "/flows", response_model=None,
+    responses={200: {"model": FlowPage, "description": "a page, newest first"},
+               **errors(*AUTHENTICATED)},
+)
+async def list_flows(
+    request: Request,
+    caller: CallerDep,
+    state: StateDep,
+    flowname: Annotated[QueryText | None, Query(max_length=200)] = None,
+    status: Annotated[StatusIn | None, Query(description="aliases accepted (deprecated)")]
+    = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 50,
+    cursor: Annotated[str | None, Query(max_length=64,
+                                        description="nextCursor of the previous page")] = None,
+) -> Response:
+    """Flows of the caller's tenant (every tenant for an admin), newest first."""
+    if limit > state.settings.max_page_size:
+        raise ValidationFailed(
+            f"invalid query: limit: must be at most {state.settings.max_page_size}",
+            details={"field": "limit", "max": state.settings.max_page_size},
+        )
+    raw = request.query_params.get("status")
+    if status is not None and raw is not None and raw != status.value:
+        request_context(request.scope).deprecation = (raw.strip().lower(), status.value)
+    async with state.db.read() as conn:
+        items, next_cursor = await store.list_flows(
+            conn, tenant=caller.scope, limit=limit, cursor=cursor, flowname=flowname,
+            status=None if status is None else FlowStatus(status.value),
+        )
+    return json_response({"items": [flow_to_wire(f) for f in items],
+                          "nextCursor": next_cursor})
+
+
+def _to_update(body: FlowJobReport) -> JobUpdate:
+    return JobUpdate(
+        status=body.status,
+        progress=progress_of(body.progress),
+        result=body.result if "result" in body.model_fields_set else UNSET,
+        error=body.error.model_dump(exclude_none=True) if body.error is not None else None,
+    )
+
+
+@router.put(
+    "/flows/{flowId}/jobs/{jobId}", response_model=None,
+    responses={200: {"model": JobPublic, "description": "the job after the report"},
+               **errors(*AUTHENTICATED, 404, 409)},
+)
+async def report_flow_job(
+    request: Request, flow_id: FlowId, job_id: JobId, body: FlowJobReport,
+    caller: CallerDep, state: StateDep,
+) -> Response:
+    """A worker of another system reports a job of the flow: its status (aliases
+    accepted), result, error, progress. 404 when the job is not in this flow; 409 for a
+    move the status contract forbids (e.g. starting a parent whose children have not
+    all completed, or changing a finished job)."""
+    if body.status_alias is not None:
+        request_context(request.scope).deprecation = (body.status_alias, body.status.value)
+    upd = _to_update(body)
+    now = utcnow()
+
+    def plan(job: Job) -> Change:
+        if job.flow_id != flow_id:
+            raise NotFound(f"job {job_id!r} not found in flow {flow_id!r}",
+                           details={"flowId": flow_id, "jobId": job_id})
+        return plan_update(job, upd, now)
+
+    async with state.db.write() as conn:
+        job = await change_job(conn, job_id, plan, tenant=caller.scope, actor=caller.actor,
+                               now=now)
+        term = held_term(job.worker_id, caller.key)
+        if term is not None and job.status is JobStatus.RUNNING:
+            # the holder's report is its heartbeat, as with PATCH /jobs/{jobId}
+            await renew_leases(conn, worker_id=job.worker_id or "", ids=[job.id],
+                               lease_until=now + timedelta(seconds=term))
+    return json_response(job_to_wire(job))
+
+
+@router.post(
+    "/flows/{flowId}/cancel", response_model=None,
+    responses={200: {"model": FlowPublic, "description": "the flow, cancelled"},
+               **errors(*AUTHENTICATED, 404)},
+)
+async def cancel_flow(flow_id: FlowId, caller: CallerDep, state: StateDep) -> Response:
+    """Cancel every job of the flow not yet finished: pending ones now, running ones
+    through ``cancelRequested`` (cancelled when their worker reaches a checkpoint or
+    reports). The flow is ``cancelled`` unless a job already failed or all completed."""
+    now = utcnow()
+    async with state.db.write() as conn:
+        flow = await store.cancel_flow(conn, flow_id, tenant=caller.scope, actor=caller.actor,
+                                       now=now)
+    return json_response(flow_to_wire(flow))
