@@ -1,0 +1,3 @@
+from jobtrack.cli import main
+
+main()

@@ -1,0 +1,41 @@
+"""The ``jobtrack`` command line. Each command group lives in its own module and
+registers itself on the root app; the database URL and settings are resolved once here.
+
+Fixed forms scripts rely on (product.md): ``--database-url`` or ``JOBTRACK_DATABASE_URL``
+(default ``sqlite:///./jobtrack.db``); ``serve --host H --port P``; ``worker MODULE:APP
+--queues a,b --concurrency N``; ``keys create --tenant NAME [--admin]`` prints the raw key
+alone on stdout; ``serve`` and ``worker`` migrate unless ``--no-migrate``.
+"""
+
+from typing import Annotated
+
+import typer
+
+from jobtrack.cli import common, contract, demo, flows, keys, migrate, retention, serve, worker
+
+app = typer.Typer(
+    name="jobtrack",
+    help="jobtrack: a job queue where every job and flow has one trustworthy status.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    database_url: Annotated[
+        str | None,
+        typer.Option("--database-url", envvar="JOBTRACK_DATABASE_URL",
+                     help="sqlite:///PATH (default ./jobtrack.db) or postgresql://..."),
+    ] = None,
+) -> None:
+    ctx.obj = common.build_settings(database_url)
+
+
+for module in (migrate, keys, serve, worker, retention, contract, flows, demo):
+    module.register(app)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,46 @@
+"""What every command shares: settings, the error-to-exit mapping, the console."""
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from jobtrack.errors import JobtrackError
+from jobtrack.settings import Settings
+
+T = TypeVar("T")
+
+#: human output goes to stderr so stdout stays clean for scripts (e.g. a printed key)
+console = Console(stderr=True)
+out = Console()
+
+
+def build_settings(database_url: str | None) -> Settings:
+    if database_url:
+        return Settings(database_url=database_url)
+    return Settings()
+
+
+def settings_of(ctx: typer.Context) -> Settings:
+    obj = ctx.find_root().obj
+    assert isinstance(obj, Settings)
+    return obj
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run one async operation for a command; jobtrack errors become a clear exit."""
+    try:
+        return asyncio.run(coro)
+    except JobtrackError as exc:
+        console.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(code=1) from None
+
+
+def migrate_if_wanted(settings: Settings, no_migrate: bool) -> None:
+    """``serve`` and ``worker`` apply pending migrations unless told not to."""
+    if not no_migrate:
+        from jobtrack.store import migrate
+
+        migrate.upgrade(settings.database_url)

@@ -1,0 +1,44 @@
+"""``jobtrack serve --host H --port P [--workers N] [--no-migrate]``: run the HTTP API.
+
+uvicorn imports the app factory by name (``jobtrack.api.app:create_app``), so the CLI
+stays independent of the API package and ``--workers`` can start several processes.
+Every process builds its settings from ``JOBTRACK_*`` environment variables; the
+database URL given to the CLI is passed on that way. uvicorn picks uvloop and httptools
+when they are installed.
+"""
+
+import os
+from typing import Annotated
+
+import typer
+
+from jobtrack.cli.common import migrate_if_wanted, settings_of
+
+APP_FACTORY = "jobtrack.api.app:create_app"
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("serve")
+    def serve(
+        ctx: typer.Context,
+        host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+        port: Annotated[int, typer.Option(min=0, max=65535, help="port to listen on")] = 8000,
+        workers: Annotated[int, typer.Option(min=1, help="API processes")] = 1,
+        no_migrate: Annotated[bool, typer.Option(
+            "--no-migrate", help="do not apply pending migrations")] = False,
+        log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+        access_log: Annotated[bool, typer.Option(
+            "--access-log/--no-access-log", help="log every request")] = False,
+    ) -> None:
+        """Serve the HTTP API (the processes share rate limits and events through the
+        database)."""
+        import uvicorn
+
+        settings = settings_of(ctx)
+        migrate_if_wanted(settings, no_migrate)
+        os.environ["JOBTRACK_DATABASE_URL"] = settings.database_url
+        uvicorn.run(
+            APP_FACTORY, factory=True, host=host, port=port, workers=workers,
+            loop="auto", http="auto", log_level=log_level.lower(), access_log=access_log,
+            server_header=False, proxy_headers=False,
+        )

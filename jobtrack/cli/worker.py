@@ -1,0 +1,53 @@
+"""``jobtrack worker MODULE:APP --queues a,b --concurrency N``: run an App's tasks."""
+
+import logging
+from typing import Annotated
+
+import typer
+
+from jobtrack.cli.common import console, migrate_if_wanted, run, settings_of
+from jobtrack.errors import JobtrackError
+from jobtrack.queue.app import App
+from jobtrack.queue.loader import load_app
+from jobtrack.queue.worker import Worker, WorkerStats
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("worker")
+    def worker(
+        ctx: typer.Context,
+        app_path: Annotated[str, typer.Argument(metavar="MODULE:APP",
+                                                help="where the jobtrack.App is")],
+        queues: Annotated[str | None, typer.Option(
+            help="comma-separated queues, in claim order (default: every queue of the "
+                 "app's tasks)")] = None,
+        concurrency: Annotated[int, typer.Option(min=1, help="jobs run at once")] = 10,
+        grace: Annotated[float, typer.Option(
+            min=0, help="seconds running jobs get to finish on SIGTERM/SIGINT")] = 30.0,
+        no_migrate: Annotated[bool, typer.Option(
+            "--no-migrate", help="do not apply pending migrations")] = False,
+        log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
+    ) -> None:
+        """Run the tasks of MODULE:APP until SIGTERM or SIGINT (graceful: running jobs get
+        --grace seconds; a second signal interrupts them, and they are retried)."""
+        logging.basicConfig(level=log_level.upper(),
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        settings = settings_of(ctx)
+        try:
+            target = load_app(app_path)
+        except JobtrackError as exc:
+            console.print(f"[red]error:[/red] {exc.message}")
+            raise typer.Exit(2) from None
+        target.use_database_url(settings.database_url)
+        migrate_if_wanted(target.settings, no_migrate)
+        wanted = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
+        stats = run(_work(target, wanted, concurrency, grace))
+        console.print(f"worker stopped: {stats}")
+
+
+async def _work(app: App, queues: list[str] | None, concurrency: int,
+                grace: float) -> WorkerStats:
+    async with app:
+        worker = Worker(app, queues=queues, concurrency=concurrency, grace_seconds=grace)
+        worker.install_signal_handlers()
+        return await worker.run()

@@ -1,0 +1,1 @@
+"""Runnable examples; ``jobtrack demo`` uses :mod:`jobtrack.examples.ingestion`."""

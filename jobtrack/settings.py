@@ -1,0 +1,92 @@
+"""Settings: every knob in one place, read from ``JOBTRACK_*`` environment variables.
+
+No module-level instance: the CLI, the API app factory and the worker build a
+``Settings`` and pass it down.
+"""
+
+from typing import Annotated
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///./jobtrack.db"
+
+Seconds = Annotated[float, Field(gt=0)]
+
+
+class Settings(BaseSettings):
+    """jobtrack's configuration; each field is ``JOBTRACK_<NAME>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="JOBTRACK_", extra="ignore")
+
+    #: ``sqlite:///path`` (default, embedded) or ``postgresql://user@host/db``
+    database_url: str = DEFAULT_DATABASE_URL
+    #: connections per process to PostgreSQL
+    pool_size: Annotated[int, Field(ge=1, le=200)] = 10
+
+    # --- HTTP API ---
+    #: requests per minute per API key, shared by every API process on the database
+    rate_limit_per_minute: Annotated[int, Field(ge=1)] = 600
+    #: quota each process leases from the database at a time (0: limit / 20, 1..50)
+    rate_limit_chunk: Annotated[int, Field(ge=0)] = 0
+    #: how long a process trusts a key it has looked up (the revocation delay)
+    key_cache_seconds: Annotated[float, Field(ge=0)] = 10.0
+    #: largest accepted request body
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
+    #: largest page of ``GET /jobs`` and ``GET /flows``
+    max_page_size: Annotated[int, Field(ge=1)] = 500
+    #: bearer token for ``GET /metrics``; unset: metrics are open
+    metrics_token: str | None = None
+
+    # --- jobs and workers ---
+    #: attempts a job gets when its submitter says nothing
+    default_max_attempts: Annotated[int, Field(ge=1)] = 1
+    #: a worker's lease on a claimed job; renewed by heartbeat
+    lease_seconds: Seconds = 30.0
+    #: how often a worker looks for stalled jobs (expired leases)
+    reap_interval_seconds: Seconds = 5.0
+    #: shortest gap between two progress writes of one job (advance() is coalesced)
+    progress_interval_seconds: Annotated[float, Field(ge=0)] = 0.25
+    #: a running job older than this is reported stuck
+    stuck_after_seconds: Seconds = 1800.0
+    #: delete terminal jobs older than this many days (``jobtrack retention``); unset: keep
+    job_retention_days: Annotated[float, Field(gt=0)] | None = None
+    #: delete stored events older than this many days (a job's history stays with the job)
+    event_retention_days: Annotated[float, Field(gt=0)] | None = 7.0
+
+    # --- flows ---
+    #: deepest flow tree accepted
+    flow_max_depth: Annotated[int, Field(ge=1, le=1000)] = 32
+    #: most jobs in one flow
+    flow_max_jobs: Annotated[int, Field(ge=1)] = 200_000
+
+    # --- events and webhooks ---
+    #: how often an API process on SQLite polls for new events
+    event_poll_seconds: Seconds = 0.05
+    #: refuse webhook URLs on loopback and private networks (production setting)
+    webhook_block_private: bool = False
+    #: seconds a webhook receiver has to answer
+    webhook_timeout_seconds: Seconds = 10.0
+    #: delivery attempts before a delivery is marked failed
+    webhook_max_attempts: Annotated[int, Field(ge=1)] = 12
+    #: first retry delay of a failed delivery; doubles per attempt up to the cap
+    webhook_retry_base_seconds: Seconds = 5.0
+    webhook_retry_cap_seconds: Seconds = 3600.0
+    #: run webhook dispatch and delivery inside each API process (off: run them elsewhere)
+    webhooks_in_api: bool = True
+    #: deliveries in flight at once per delivery loop
+    webhook_concurrency: Annotated[int, Field(ge=1, le=1000)] = 20
+    #: events buffered per live subscriber (SSE, WebSocket) before it is dropped as too slow
+    event_queue_size: Annotated[int, Field(ge=1)] = 1000
+    #: SSE keep-alive comment interval
+    sse_keepalive_seconds: Seconds = 15.0
+    #: PostgreSQL: a missing event id whose transaction is proven finished is skipped after
+    #: this grace; one still missing after ``event_gap_timeout_seconds`` is skipped regardless
+    event_gap_grace_seconds: Annotated[float, Field(ge=0)] = 0.5
+    event_gap_timeout_seconds: Seconds = 10.0
+
+    def chunk(self) -> int:
+        """Rate-limit quota leased per process at a time."""
+        if self.rate_limit_chunk:
+            return self.rate_limit_chunk
+        return max(1, min(50, self.rate_limit_per_minute // 20))

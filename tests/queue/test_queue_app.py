@@ -1,0 +1,106 @@
+"""The Python task API: registering tasks and enqueueing jobs."""
+
+import asyncio
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+import jobtrack
+from jobtrack.domain.status import JobStatus, PhaseStatus, Step
+from jobtrack.errors import TaskNotFound, ValidationFailed
+from jobtrack.queue.app import App
+from jobtrack.queue.context import JobContext, SyncJobContext
+from jobtrack.store import events as store_events
+from jobtrack.store.tables import tenants
+
+
+def test_tasks_register_async_and_plain_functions() -> None:
+    app = App("sqlite://")
+
+    @app.task(queue="ingest", phases=["load", "index"], max_attempts=3, timeout=2)
+    async def ingest(ctx: JobContext, document_id: str) -> str:
+        return document_id
+
+    @app.task
+    def thumbnail(ctx: SyncJobContext, **data: Any) -> None:
+        return None
+
+    assert ingest.__name__ == "ingest"  # the function comes back unchanged
+    assert app.tasks["ingest"].is_async and not app.tasks["thumbnail"].is_async
+    assert app.tasks["ingest"].phases == ("load", "index")
+    assert app.tasks["ingest"].queue == "ingest" and app.tasks["ingest"].timeout == 2
+    assert app.tasks.queues() == ["ingest", "default"]
+    with pytest.raises(ValidationFailed, match="already registered"):
+        app.task(name="ingest")(thumbnail)
+    with pytest.raises(TaskNotFound, match="registered: ingest, thumbnail"):
+        app.tasks["nope"]
+
+
+async def test_enqueue_uses_the_task_and_its_options(app: App) -> None:
+    @app.task(queue="ingest", phases=["load", "index"], max_attempts=3)
+    async def ingest(ctx: JobContext, document_id: str) -> None: ...
+
+    before = datetime.now(UTC)
+    job = await app.enqueue("ingest", document_id="d1", _priority=7, _delay=30)
+    stored = await app.get_job(job.id)
+    assert stored is not None
+    assert stored.status is JobStatus.PENDING and stored.step == Step.DELAYED
+    assert stored.queue_name == "ingest" and stored.priority == 7
+    assert stored.max_attempts == 3 and stored.data == {"document_id": "d1"}
+    assert [p.status for p in stored.phases] == [PhaseStatus.NOT_STARTED] * 2
+    assert stored.run_at is not None and stored.run_at >= before + timedelta(seconds=29)
+    assert stored.tenant == "default"
+    async with app.db.read() as conn:
+        history = await store_events.history(conn, job.id)
+        assert [e.type for e in history] == ["job.created"]
+        assert (await conn.execute(tenants.select())).mappings().one()["name"] == "default"
+
+
+async def test_enqueue_options_idempotency_and_unknown_names(app: App) -> None:
+    first = await app.enqueue("elsewhere", x=1, _queue="remote", _idempotency_key="k1")
+    again = await app.enqueue("elsewhere", x=2, _queue="remote", _idempotency_key="k1")
+    assert again.id == first.id and again.data == {"x": 1}
+    assert first.queue_name == "remote" and first.max_attempts == 1
+    with pytest.raises(ValidationFailed, match="_colour"):
+        await app.enqueue("elsewhere", _colour="red")
+
+
+async def test_enqueue_many_inserts_every_job_with_its_created_event(app: App) -> None:
+    jobs = await app.enqueue_many("bulk", [{"i": i} for i in range(300)], priority=2)
+    assert len({j.id for j in jobs}) == 300
+    async with app.db.read() as conn:
+        seen = await store_events.read_after(conn, 0, limit=1000)
+    assert sorted(e.job_id for e in seen if e.type == "job.created") == sorted(j.id for j in jobs)
+    stored = await app.get_job(jobs[-1].id)
+    assert stored is not None and stored.data == {"i": 299} and stored.priority == 2
+
+
+async def test_enqueue_sync_from_code_without_an_event_loop(app: App) -> None:
+    job = await asyncio.to_thread(app.enqueue_sync, "report", month="2026-11", _priority=1)
+    stored = await app.get_job(job.id)
+    assert stored is not None and stored.data == {"month": "2026-11"}
+
+
+async def test_another_tenants_job_is_invisible(app: App) -> None:
+    job = await app.enqueue("x")
+    other = App(settings=app.settings, tenant="other")
+    try:
+        assert await other.get_job(job.id) is None
+        theirs = await other.enqueue("x")
+        assert (await other.get_job(theirs.id)) is not None
+        assert await app.get_job(theirs.id) is None
+    finally:
+        await other.close()
+
+
+def test_public_names_are_lazy_and_sorted() -> None:
+    assert jobtrack.__all__ == sorted(jobtrack.__all__)
+    for name in jobtrack.__all__:
+        assert getattr(jobtrack, name) is not None
+    code = "import sys, jobtrack; print('sqlalchemy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
