@@ -360,69 +360,17 @@ def plan_update(job: Job, upd: JobUpdate, now: datetime) -> Change:
         )
     after = job
     target = upd.status
-    phases = list(job.phases)
-
     if upd.phase is not None:
-        idx = job.phase_index(upd.phase.name)
-        current = phases[idx]
-        new_status = upd.phase.status
-        if new_status is not None and new_status is not current.status:
-            check_phase_transition(current.name, current.status, new_status)
-            if new_status is PhaseStatus.RUNNING and current.status is PhaseStatus.NOT_STARTED:
-                phases = _enter(phases, idx, now)
-            elif new_status in (PhaseStatus.COMPLETED, PhaseStatus.FAILED):
-                phases[idx] = replace(current, status=new_status, completed_at=now,
-                                      started_at=current.started_at or now)
-            else:
-                phases[idx] = replace(current, status=new_status)
-        elif current.status is PhaseStatus.NOT_STARTED and upd.phase.progress is not None:
-            # progress on a phase not yet started means the worker is in it now
-            phases = _enter(phases, idx, now)
-        if upd.phase.progress is not None:
-            phases[idx] = replace(phases[idx], done=upd.phase.progress.done,
-                                  total=upd.phase.progress.total)
-        derived = job_status_from_phases((p.status for p in phases),
-                                         attempts_left=job.attempts_left)
-        if derived is JobStatus.RUNNING or (
-            derived is JobStatus.PENDING and job.status is JobStatus.RUNNING
-            and PhaseStatus.FAILED not in (p.status for p in phases)
-        ):
-            # between two phases of a running job: the next one starts now
-            phases = _start_next(phases, now)
-            derived = job_status_from_phases((p.status for p in phases),
-                                             attempts_left=job.attempts_left)
-        if PhaseStatus.FAILED in (p.status for p in phases):
-            derived = JobStatus.FAILED
-        if target is None:
-            target = derived
+        phases, derived = _apply_phase_update(job, upd.phase, now)
+        target = target or derived
         after = replace(after, phases=tuple(phases))
-
     if upd.step is not None:
-        if job.phases:
-            idx = job.phase_index(upd.step)
-            phases = _enter(list(after.phases), idx, now)
-            after = replace(after, phases=tuple(phases))
-            if upd.status is None:
-                # entering a phase may change what an earlier phase update derived
-                target = job_status_from_phases(p.status for p in phases)
-        else:
-            after = replace(after, step=upd.step)
-    if upd.progress is not None:
-        after = replace(after, progress=upd.progress)
-    if upd.result is not UNSET:
-        after = replace(after, result=upd.result)
-    if upd.error is not None:
-        after = replace(after, error=dict(upd.error))
-    if upd.stats is not None:
-        after = replace(after, stats=dict(upd.stats))
-
-    target = target or job.status
-    if target is JobStatus.FAILED and job.status is JobStatus.RUNNING and job.attempts_left:
-        # "failed" is final only after the last attempt; before that it is a retry
-        target = JobStatus.PENDING
-    if target is JobStatus.PENDING and job.status is JobStatus.RUNNING and job.cancel_requested:
-        # a cancel requested while it ran wins over an automatic retry
-        target = JobStatus.CANCELLED
+        after, entered = _apply_step(job, after, upd.step, now)
+        if job.phases and upd.status is None:
+            # entering a phase may change what an earlier phase update derived
+            target = entered
+    after = _apply_fields(after, upd)
+    target = _resolve_target(job, target or job.status)
     check_transition(job.status, target, attempts_left=job.attempts_left)
     _check_children_done(job, target)
 
@@ -439,6 +387,77 @@ def plan_update(job: Job, upd: JobUpdate, now: datetime) -> Change:
         after = _to_terminal(after, target, now)
     _check_agrees_with_phases(after)
     return _diff(job, after, now)
+
+
+def _apply_phase_update(
+    job: Job, pu: PhaseUpdate, now: datetime
+) -> tuple[list[Phase], JobStatus | None]:
+    """One phase's new status or progress; returns the phases and the job status they imply."""
+    phases = list(job.phases)
+    idx = job.phase_index(pu.name)
+    current = phases[idx]
+    new_status = pu.status
+    if new_status is not None and new_status is not current.status:
+        check_phase_transition(current.name, current.status, new_status)
+        if new_status is PhaseStatus.RUNNING and current.status is PhaseStatus.NOT_STARTED:
+            phases = _enter(phases, idx, now)
+        elif new_status in (PhaseStatus.COMPLETED, PhaseStatus.FAILED):
+            phases[idx] = replace(current, status=new_status, completed_at=now,
+                                  started_at=current.started_at or now)
+        else:
+            phases[idx] = replace(current, status=new_status)
+    elif current.status is PhaseStatus.NOT_STARTED and pu.progress is not None:
+        # progress on a phase not yet started means the worker is in it now
+        phases = _enter(phases, idx, now)
+    if pu.progress is not None:
+        phases[idx] = replace(phases[idx], done=pu.progress.done, total=pu.progress.total)
+    derived = job_status_from_phases((p.status for p in phases),
+                                     attempts_left=job.attempts_left)
+    if derived is JobStatus.RUNNING or (
+        derived is JobStatus.PENDING and job.status is JobStatus.RUNNING
+        and PhaseStatus.FAILED not in (p.status for p in phases)
+    ):
+        # between two phases of a running job: the next one starts now
+        phases = _start_next(phases, now)
+        derived = job_status_from_phases((p.status for p in phases),
+                                         attempts_left=job.attempts_left)
+    if PhaseStatus.FAILED in (p.status for p in phases):
+        derived = JobStatus.FAILED
+    return phases, derived
+
+
+def _apply_step(job: Job, after: Job, step: str, now: datetime) -> tuple[Job, JobStatus | None]:
+    """A step names a phase to enter on a phased job, or is free text on a job without."""
+    if not job.phases:
+        return replace(after, step=step), None
+    phases = _enter(list(after.phases), job.phase_index(step), now)
+    return replace(after, phases=tuple(phases)), job_status_from_phases(
+        p.status for p in phases
+    )
+
+
+def _apply_fields(after: Job, upd: JobUpdate) -> Job:
+    """The plain fields an update may carry."""
+    if upd.progress is not None:
+        after = replace(after, progress=upd.progress)
+    if upd.result is not UNSET:
+        after = replace(after, result=upd.result)
+    if upd.error is not None:
+        after = replace(after, error=dict(upd.error))
+    if upd.stats is not None:
+        after = replace(after, stats=dict(upd.stats))
+    return after
+
+
+def _resolve_target(job: Job, target: JobStatus) -> JobStatus:
+    """What a requested status means for a running job with attempts left or a cancel pending."""
+    if target is JobStatus.FAILED and job.status is JobStatus.RUNNING and job.attempts_left:
+        # "failed" is final only after the last attempt; before that it is a retry
+        target = JobStatus.PENDING
+    if target is JobStatus.PENDING and job.status is JobStatus.RUNNING and job.cancel_requested:
+        # a cancel requested while it ran wins over an automatic retry
+        target = JobStatus.CANCELLED
+    return target
 
 
 def _check_agrees_with_phases(job: Job) -> None:
@@ -495,7 +514,9 @@ def plan_retry(job: Job, now: datetime) -> Change:
     return _diff(job, after, now)
 
 
-def plan_pause(job: Job, now: datetime, phase: str | None = None, *, resume: bool = False) -> Change:
+def plan_pause(
+    job: Job, now: datetime, phase: str | None = None, *, resume: bool = False
+) -> Change:
     """Pause (or resume) a phase of a running job; without a name, its current phase."""
     if job.status is not JobStatus.RUNNING:
         raise Conflict(

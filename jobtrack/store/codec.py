@@ -34,7 +34,7 @@ def select_jobs_with_phases() -> Select[Any]:
     )
 
 
-def phase_from_row(row: Mapping[str, Any], prefix: str = "p_") -> Phase:
+def phase_from_row(row: Mapping[Any, Any], prefix: str = "p_") -> Phase:
     return Phase(
         name=row[f"{prefix}name"],
         status=_PHASE_STATUS[row[f"{prefix}status"]],
@@ -45,7 +45,7 @@ def phase_from_row(row: Mapping[str, Any], prefix: str = "p_") -> Phase:
     )
 
 
-def job_from_row(row: Mapping[str, Any], phases: Sequence[Phase] = ()) -> Job:
+def job_from_row(row: Mapping[Any, Any], phases: Sequence[Phase] = ()) -> Job:
     done, total = row["progress_done"], row["progress_total"]
     return Job(
         id=row["id"],
@@ -150,7 +150,7 @@ def phase_values(job_id: str, position: int, phase: Phase) -> dict[str, Any]:
     }
 
 
-def flow_from_row(row: Mapping[str, Any]) -> Flow:
+def flow_from_row(row: Mapping[Any, Any]) -> Flow:
     return Flow(
         id=row["id"],
         tenant=row["tenant"],
