@@ -11,15 +11,18 @@ from jobtrack.domain.ids import is_id, new_id
 from jobtrack.errors import NotFound, ValidationFailed
 from jobtrack.settings import Settings
 from jobtrack.store.engine import Database
+from jobtrack.store.events import last_id
 from jobtrack.store.webhooks import (
     Delivery,
     Webhook,
+    ensure_cursor,
     insert_webhook,
     list_deliveries,
     list_webhooks,
 )
 from jobtrack.store.webhooks import delete_webhook as store_delete
 from jobtrack.store.webhooks import get_webhook as store_get
+from jobtrack.webhooks.dispatcher import CURSOR
 from jobtrack.webhooks.signing import new_secret
 from jobtrack.webhooks.urls import Resolver, check_url
 
@@ -57,7 +60,11 @@ async def create_webhook(
     queue_name: str | None = None,
     resolver: Resolver | None = None,
 ) -> Webhook:
-    """Validate and store a subscription; its secret is in the result (shown once)."""
+    """Validate and store a subscription; its secret is in the result (shown once).
+
+    The dispatch cursor is created with it if no dispatcher ever ran: events from now on
+    are delivered even when the delivery loop starts later, in another process
+    (``jobtrack webhooks run`` with ``webhooks_in_api`` off)."""
     kinds = check_kinds(events)
     await check_url(url, block_private=settings.webhook_block_private, resolver=resolver)
     if secret is not None and not MIN_SECRET <= len(secret) <= MAX_SECRET:
@@ -72,6 +79,7 @@ async def create_webhook(
                    secret=secret or new_secret(), created_at=datetime.now(UTC),
                    flow_id=flow_id, queue_name=queue_name)
     async with db.write() as conn:
+        await ensure_cursor(conn, CURSOR, start=await last_id(conn), now=hook.created_at)
         await insert_webhook(conn, hook)
     return hook
 
