@@ -4,14 +4,25 @@ registers itself on the root app; the database URL and settings are resolved onc
 Fixed forms scripts rely on (product.md): ``--database-url`` or ``JOBTRACK_DATABASE_URL``
 (default ``sqlite:///./jobtrack.db``); ``serve --host H --port P``; ``worker MODULE:APP
 --queues a,b --concurrency N``; ``keys create --tenant NAME [--admin]`` prints the raw key
-alone on stdout; ``serve`` and ``worker`` migrate unless ``--no-migrate``.
+alone on stdout; ``serve``, ``worker`` and ``webhooks run`` migrate unless ``--no-migrate``.
 """
 
 from typing import Annotated
 
 import typer
 
-from jobtrack.cli import common, contract, demo, flows, keys, migrate, retention, serve, worker
+from jobtrack.cli import (
+    common,
+    contract,
+    demo,
+    flows,
+    keys,
+    migrate,
+    retention,
+    serve,
+    webhooks,
+    worker,
+)
 
 app = typer.Typer(
     name="jobtrack",
@@ -33,7 +44,7 @@ def root(
     ctx.obj = common.build_settings(database_url)
 
 
-for module in (migrate, keys, serve, worker, retention, contract, flows, demo):
+for module in (migrate, keys, serve, worker, webhooks, flows, retention, contract, demo):
     module.register(app)
 
 

@@ -1,7 +1,7 @@
 """The webhook machinery of one process: the dispatcher (events -> stored deliveries) and
-the delivery loop, each on its own task. The API's lifespan starts one; ``run_webhooks``
-runs one on its own (a dedicated process, e.g. a future ``jobtrack webhooks run``).
-Any number of processes may run them on one database."""
+the delivery loop, each on its own task. The API's lifespan starts one (unless
+``webhooks_in_api`` is off); ``run_webhooks`` runs one on its own (``jobtrack webhooks
+run``, a dedicated process). Any number of processes may run them on one database."""
 
 import asyncio
 import contextlib
@@ -9,6 +9,7 @@ import logging
 
 import httpx
 
+from jobtrack.errors import DatabaseUnavailable
 from jobtrack.events.hub import EventHub
 from jobtrack.events.loops import cancelling
 from jobtrack.settings import Settings
@@ -46,7 +47,8 @@ class WebhookRunner:
     async def start(self) -> None:
         if self._tasks:
             return
-        await self.dispatcher.prepare()
+        with contextlib.suppress(DatabaseUnavailable):  # its first round prepares it then
+            await self.dispatcher.prepare()
         self._stopping = False
         self.hub.add_listener(self._wake.set)
         self._tasks = [
@@ -89,16 +91,18 @@ class WebhookRunner:
                         await self._wake.wait()
 
 
-async def run_webhooks(settings: Settings) -> None:
-    """Run dispatch and delivery in this process until cancelled."""
+async def run_webhooks(settings: Settings, *, until: asyncio.Event | None = None) -> WebhookRunner:
+    """Run dispatch and delivery in this process until ``until`` is set (or the task is
+    cancelled); the stopped runner comes back (its loops' counters)."""
     db = Database(settings.database_url, pool_size=min(settings.pool_size, 5))
     hub = EventHub(db, settings)
     await hub.start()
     runner = WebhookRunner(db, settings, hub)
     try:
         await runner.start()
-        await asyncio.Event().wait()
+        await (until or asyncio.Event()).wait()
     finally:
         await runner.stop()
         await hub.stop()
         await db.dispose()
+    return runner
