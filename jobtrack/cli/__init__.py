@@ -16,6 +16,7 @@ from jobtrack.cli import (
     contract,
     demo,
     flows,
+    jobs,
     keys,
     migrate,
     retention,
@@ -44,7 +45,7 @@ def root(
     ctx.obj = common.build_settings(database_url)
 
 
-for module in (migrate, keys, serve, worker, webhooks, flows, retention, contract, demo):
+for module in (migrate, keys, serve, worker, webhooks, jobs, flows, retention, contract, demo):
     module.register(app)
 
 
