@@ -15,6 +15,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterable
 
+from jobtrack.errors import DatabaseUnavailable
 from jobtrack.events.filters import EventFilter
 from jobtrack.events.loops import cancelling
 from jobtrack.events.ordered import LateRange, OrderedReader
@@ -63,10 +64,25 @@ class EventHub:
     def late_ranges(self) -> tuple[LateRange, ...]:
         return self._reader.late_ranges if self._reader is not None else ()
 
+    @property
+    def ready(self) -> bool:
+        """The hub knows its position in the log (the database answered once)."""
+        return self._reader is not None
+
     async def start(self) -> None:
-        """Begin after the newest stored event and start reading (and listening)."""
+        """Begin after the newest stored event and start reading (and listening). With the
+        database down, the process starts anyway: the position is taken by the first read
+        that succeeds, and until then :meth:`subscribe` refuses (503)."""
         if self._tasks:
             return
+        try:
+            await self._begin()
+        except DatabaseUnavailable as exc:
+            log.warning("event hub: the database is unavailable (%s); it will begin when "
+                        "the database answers", exc.__cause__ or exc)
+        self._tasks.append(asyncio.create_task(self._run(), name="jobtrack-event-hub"))
+
+    async def _begin(self) -> None:
         async with self.db.read() as conn:
             self._cursor = await last_id(conn)
         s = self.settings
@@ -74,7 +90,6 @@ class EventHub:
             self._cursor, postgres=not self.db.is_sqlite,
             grace=s.event_gap_grace_seconds, timeout=s.event_gap_timeout_seconds,
         )
-        self._tasks.append(asyncio.create_task(self._run(), name="jobtrack-event-hub"))
 
     async def stop(self) -> None:
         """Stop reading and end every subscription."""
@@ -94,7 +109,12 @@ class EventHub:
     def subscribe(
         self, tenant: str | None, filters: Iterable[EventFilter] = (EventFilter(),)
     ) -> Subscription:
-        """A new subscriber: every event after ``cursor`` that it wants comes to it."""
+        """A new subscriber: every event after ``cursor`` that it wants comes to it.
+        Refused while the hub has no position yet (its replay could not be exact)."""
+        if self._reader is None:
+            raise DatabaseUnavailable(
+                "live updates are not ready: the database has not answered since this "
+                "server started; try again shortly")
         sub = Subscription(tenant=tenant, filters=filters, start=self._cursor,
                            maxsize=self.settings.event_queue_size, discard=self._discard)
         self._subscribers.add(sub)
@@ -152,6 +172,8 @@ class EventHub:
         backoff = 0.1
         while not cancelling():
             try:
+                if self._reader is None:
+                    await self._begin()
                 if self.db.is_sqlite:
                     await self._poll_sqlite()
                 else:

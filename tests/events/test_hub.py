@@ -2,12 +2,14 @@
 it, on both backends."""
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 
 import pytest
 from eventkit import add_event, caught_up, create_job, nothing_within, now, progress, receive
 
 from jobtrack.domain.ids import new_id
+from jobtrack.errors import DatabaseUnavailable
 from jobtrack.events.filters import EventFilter
 from jobtrack.events.hub import EventHub
 from jobtrack.events.subscription import SubscriptionClosed
@@ -121,3 +123,22 @@ async def test_stop_ends_subscriptions(settings: Settings) -> None:
     with pytest.raises(SubscriptionClosed, match="shutting down"):
         await sub.get()
     await db.dispose()
+
+
+async def test_a_hub_starts_with_the_database_down_and_refuses_subscribers() -> None:
+    """An API process can start while PostgreSQL is down (targets.md R6): the hub begins
+    once the database answers; until then a subscriber is refused (503), since its
+    replay point would be unknown."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    db = Database(f"postgresql://nobody@127.0.0.1:{port}/none", pool_size=1)
+    hub = EventHub(db, Settings(database_url=db.url))
+    await hub.start()
+    try:
+        assert hub.running and not hub.ready
+        with pytest.raises(DatabaseUnavailable, match="not ready"):
+            hub.subscribe(None)
+    finally:
+        await hub.stop()
+        await db.dispose()

@@ -180,9 +180,15 @@ async def websocket(ws: WebSocket) -> None:
         return
     except WebSocketDisconnect:
         return
+    try:
+        sub = hub_of(ws.app).subscribe(caller.scope, ())
+    except JobtrackError as exc:  # the hub has not reached the database yet
+        await _ws_send(ws, _error(exc))
+        await ws.close(TRY_AGAIN_LATER, _reason(exc.message))
+        return
     await _ws_send(ws, {"type": "authenticated", "tenant": caller.tenant,
                         "admin": caller.admin})
-    await _Rooms(ws, hub_of(ws.app).subscribe(caller.scope, ())).serve()
+    await _Rooms(ws, sub).serve()
 
 
 async def _ws_caller(ws: WebSocket, state: ApiState) -> Caller:
