@@ -1,5 +1,11 @@
 """``jobtrack serve --host H --port P [--workers N] [--no-migrate]``: run the HTTP API.
 
+Each API process also dispatches and delivers webhooks on background tasks (never on a
+request's path), unless ``--no-webhooks`` (or ``JOBTRACK_WEBHOOKS_IN_API=false``): then
+run ``jobtrack webhooks run`` somewhere. On SIGTERM/SIGINT the server stops accepting,
+gives open requests ``--grace`` seconds, then cancels what is left, so open event
+streams (SSE, WebSocket), which never end by themselves, do not hold up a shutdown.
+
 uvicorn imports the app factory by name (``jobtrack.api.app:create_app``), so the CLI
 stays independent of the API package and ``--workers`` can start several processes.
 Every process builds its settings from ``JOBTRACK_*`` environment variables; the
@@ -29,6 +35,13 @@ def register(app: typer.Typer) -> None:
         log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
         access_log: Annotated[bool, typer.Option(
             "--access-log/--no-access-log", help="log every request")] = False,
+        webhooks: Annotated[bool | None, typer.Option(
+            "--webhooks/--no-webhooks",
+            help="deliver webhooks in the API processes (default: the "
+                 "JOBTRACK_WEBHOOKS_IN_API setting, on)")] = None,
+        grace: Annotated[int, typer.Option(
+            min=0, help="seconds open requests and event streams get to finish on "
+                        "SIGTERM/SIGINT before they are cut")] = 5,
     ) -> None:
         """Serve the HTTP API (the processes share rate limits and events through the
         database)."""
@@ -37,8 +50,10 @@ def register(app: typer.Typer) -> None:
         settings = settings_of(ctx)
         migrate_if_wanted(settings, no_migrate)
         os.environ["JOBTRACK_DATABASE_URL"] = settings.database_url
+        if webhooks is not None:
+            os.environ["JOBTRACK_WEBHOOKS_IN_API"] = "true" if webhooks else "false"
         uvicorn.run(
             APP_FACTORY, factory=True, host=host, port=port, workers=workers,
             loop="auto", http="auto", log_level=log_level.lower(), access_log=access_log,
-            server_header=False, proxy_headers=False,
+            server_header=False, proxy_headers=False, timeout_graceful_shutdown=grace,
         )
