@@ -1,0 +1,52 @@
+"""Where the peers harness is, and its ``common`` / ``pgcost`` modules imported from there.
+
+The harness (``shared/peers``) is read-only shared material: ``bench/side_by_side.sh``
+copies it to a temp dir and points ``PEERS_BENCH_DIR`` at the copy's ``bench/``. Run by
+hand, the drivers fall back to ``PEERS_DIR/bench`` (default ``<repo>/../shared/peers``);
+if that folder is not writable, worker logs go to a temp dir instead of ``.run/logs``.
+"""
+
+import importlib
+import os
+import sys
+import tempfile
+from pathlib import Path
+from types import ModuleType
+
+REPO = Path(__file__).resolve().parents[2]
+BENCH = REPO / "bench"
+
+
+def peers_bench_dir() -> Path:
+    explicit = os.environ.get("PEERS_BENCH_DIR")
+    if explicit:
+        return Path(explicit).resolve()
+    peers = os.environ.get("PEERS_DIR") or str(REPO.parent / "shared" / "peers")
+    return Path(peers).resolve() / "bench"
+
+
+def load() -> tuple[ModuleType, ModuleType]:
+    """The harness's ``common`` and ``pgcost`` modules."""
+    where = peers_bench_dir()
+    if not (where / "common.py").is_file():
+        raise SystemExit(f"peers harness not found at {where}: set PEERS_BENCH_DIR or PEERS_DIR")
+    if str(where) not in sys.path:
+        sys.path.insert(0, str(where))
+    common = importlib.import_module("common")
+    pgcost = importlib.import_module("pgcost")
+    if not os.access(common.PEERS, os.W_OK):
+        common.LOG_DIR = Path(tempfile.gettempdir()) / "jobtrack-peers-logs"
+    return common, pgcost
+
+
+def git_revision() -> str:
+    """The repo's commit (``-dirty`` when the tree has changes): jobtrack is measured as
+    it is in the working tree."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"],
+                             capture_output=True, text=True, timeout=10, check=False)
+    except OSError:
+        return "unknown"
+    return out.stdout.strip() or "unknown"
