@@ -32,11 +32,19 @@ _set = object.__setattr__
 
 
 def replace(obj: _T, /, **changes: Any) -> _T:
-    """``dataclasses.replace`` for the frozen, slotted values of this module, without
-    running ``__init__`` again: the planner copies a job several times per change, and
-    this is the hot path of every worker (an unknown field name still raises)."""
+    """``dataclasses.replace`` for the frozen values of this module, without running
+    ``__init__`` again: the planner copies a job several times per change, and this is the
+    hot path of every worker (an unknown field name still raises)."""
     cls: Any = type(obj)
     new: _T = object.__new__(cls)
+    values = getattr(obj, "__dict__", None)
+    if values is not None:  # Job: two dict copies in C
+        if not changes.keys() <= values.keys():
+            raise TypeError(f"{cls.__name__} has no field {sorted(changes.keys() - values.keys())}")
+        fields = new.__dict__
+        fields.update(values)
+        fields.update(changes)
+        return new
     for name in cls.__slots__:
         _set(new, name, getattr(obj, name))
     for name, value in changes.items():
@@ -84,7 +92,9 @@ class Phase:
         return Progress(self.done, self.total)
 
 
-@dataclass(frozen=True, slots=True)
+# not slotted, unlike the small values here: a job is copied on every change, and copying
+# its __dict__ is one C call where slots take one call per field
+@dataclass(frozen=True)
 class Job:
     """A job: its queue entry and its status are the same record."""
 
@@ -115,6 +125,8 @@ class Job:
     lease_expires_at: datetime | None = None
     idempotency_key: str | None = None
     children_left: int = 0
+    #: moved by one with every change (optimistic concurrency; never in an event)
+    version: int = 1
 
     @property
     def attempts_left(self) -> bool:
@@ -192,7 +204,7 @@ class Change:
 
 
 # Fields every change of state touches; not part of an event's delta.
-_BOOKKEEPING: Final = frozenset({"updated_at", "worker_id", "lease_expires_at"})
+_BOOKKEEPING: Final = frozenset({"updated_at", "worker_id", "lease_expires_at", "version"})
 
 
 #: every field of a job, read in one C call (the diff below is on every worker's hot path)
@@ -213,7 +225,7 @@ def _diff(before: Job, after: Job, now: datetime) -> Change:
     )
     if not changed and not lease_changed:
         return Change(before, before, frozenset(), None)
-    after = replace(after, updated_at=now)
+    after = replace(after, updated_at=now, version=before.version + 1)
     kind = event_type_for(before.status, after.status, changed) if changed else None
     return Change(before, after, changed, kind)
 

@@ -69,6 +69,11 @@ class JobContext:
         return self.job.id
 
     @property
+    def known(self) -> Job:
+        """The job as last read or written by this worker (its stored state then)."""
+        return self._state
+
+    @property
     def attempt(self) -> int:
         """1 for the first run, 2 for the first retry, ..."""
         return self.job.attempt

@@ -37,7 +37,7 @@ async def execute(task: Task, ctx: JobContext, pool: Executor) -> Outcome | None
     def done(status: JobStatus, *, result: Any = None, error: dict[str, Any] | None = None,
              retry_now: bool = False) -> Outcome:
         stats = {"durationMs": round((time.perf_counter() - started) * 1000, 3), **ctx.stats}
-        return Outcome(job, status, result=result, error=error, stats=stats,
+        return Outcome(job, status, result=result, error=error, stats=stats, seen=ctx.known,
                        retry=task.retry, retry_now=retry_now)
 
     scope: asyncio.Timeout | None = None

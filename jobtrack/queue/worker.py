@@ -50,6 +50,8 @@ log = logging.getLogger("jobtrack.worker")
 
 #: most outcomes written in one transaction
 FLUSH_BATCH = 1000
+#: how long a claim waits for more free slots once some are free (see _claim_loop)
+CLAIM_WAIT = 0.005
 
 
 @dataclass(slots=True)
@@ -96,6 +98,8 @@ class Worker:
         self.actor = f"worker:{self.id}"
         self.stats = WorkerStats()
         self._idle_min, self._idle_max = idle_poll
+        # claim at least this many at once when the rest of the slots are busy
+        self._claim_batch = max(1, min(50, concurrency // 2))
         self._names = app.tasks.names()
         self._running: dict[str, _Run] = {}
         self._held: set[str] = set()
@@ -168,6 +172,11 @@ class Worker:
                 self._slot_free.clear()
                 await self._slot_free.wait()
                 continue
+            if free < self._claim_batch and self._running:
+                # a few slots free while the rest still run: wait a moment for more, so
+                # short jobs are claimed in batches, not one transaction per freed slot
+                await self._more_slots()
+                free = self.concurrency - len(self._running)
             try:
                 claimed = await self._claim(free)
             except Exception:
@@ -182,6 +191,17 @@ class Worker:
             else:
                 await self._idle(delay)
                 delay = min(delay * 2, self._idle_max)
+
+    async def _more_slots(self) -> None:
+        deadline = asyncio.get_running_loop().time() + CLAIM_WAIT
+        while (self.concurrency - len(self._running) < self._claim_batch
+               and not self.stopping):
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return
+            self._slot_free.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._slot_free.wait(), left)
 
     async def _claim(self, limit: int) -> list[Job]:
         now = datetime.now(UTC)

@@ -75,6 +75,7 @@ def job_from_row(row: Mapping[Any, Any], phases: Sequence[Phase] = ()) -> Job:
         lease_expires_at=row["lease_expires_at"],
         idempotency_key=row["idempotency_key"],
         children_left=row["children_left"],
+        version=row["version"],
     )
 
 
@@ -134,6 +135,7 @@ def job_update_values(job: Job) -> dict[str, Any]:
         "updated_at": job.updated_at,
         "started_at": job.started_at,
         "completed_at": job.completed_at,
+        "version": job.version,
     }
 
 

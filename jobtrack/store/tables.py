@@ -142,6 +142,9 @@ jobs = Table(
     Column("updated_at", Timestamp, nullable=False),
     Column("started_at", Timestamp, nullable=True),
     Column("completed_at", Timestamp, nullable=True),
+    #: moved by one with every planned change: finishing a run checks it instead of
+    #: re-reading the row (jobtrack/queue/outcomes.py)
+    Column("version", Integer, nullable=False, server_default="1"),
     CheckConstraint(_one_of("status", JobStatus), name="status"),
     CheckConstraint("attempt >= 1 AND max_attempts >= 1", name="attempts"),
     # claim: runnable rows only, in claim order

@@ -81,13 +81,19 @@ async def _phases_of(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, lis
 
 
 async def persist(
-    conn: AsyncConnection, changes: Sequence[Change], *, actor: str, now: datetime
+    conn: AsyncConnection, changes: Sequence[Change], *, actor: str, now: datetime,
+    rows_written: bool = False,
 ) -> list[Change]:
-    """Write ``changes`` and everything they cause; return every change written."""
+    """Write ``changes`` and everything they cause; return every change written.
+    ``rows_written``: the job rows themselves are already written (``write_if_unchanged``)."""
     pending = [c for c in changes if not c.is_noop]
     written: list[Change] = []
     while pending:  # a parent's change may in turn change its own parent
-        await _write_jobs(conn, pending)
+        if rows_written:
+            await _write_phases(conn, pending)
+            rows_written = False
+        else:
+            await _write_jobs(conn, pending)
         written.extend(pending)
         pending = await _parent_effects(conn, pending, now)
     if not written:
@@ -101,7 +107,7 @@ async def persist(
 #: job fields stored in columns of another name; every other field is its own column
 _FIELD_COLUMNS = {"progress": ("progress_done", "progress_total")}
 #: bookkeeping columns every change writes
-_ALWAYS = ("updated_at", "worker_id", "lease_expires_at")
+_ALWAYS = ("updated_at", "worker_id", "lease_expires_at", "version")
 
 
 def _changed_values(changes: Sequence[Change]) -> list[dict[str, Any]]:
@@ -118,12 +124,25 @@ def _changed_values(changes: Sequence[Change]) -> list[dict[str, Any]]:
     return rows
 
 
+async def write_if_unchanged(conn: AsyncConnection, changes: Sequence[Change]) -> set[str]:
+    """PostgreSQL: write the job rows of changes planned without a lock, each only if its
+    row is still at the version it was planned from; return the ids written. The caller
+    then ``persist``-s those with ``rows_written=True`` and re-plans the others."""
+    rows = _changed_values(changes)
+    ids = await bulk.update(conn, jobs, ["id"], rows, version="version", returning="id")
+    return {str(i) for i in ids}
+
+
 async def _write_jobs(conn: AsyncConnection, changes: Sequence[Change]) -> None:
     rows = _changed_values(changes)
-    if bulk.wanted(conn, rows):  # PostgreSQL: one UPDATE ... FROM unnest for the batch
+    if bulk.wanted(conn, rows):  # PostgreSQL: one UPDATE ... FROM json rows for the batch
         await bulk.update(conn, jobs, ["id"], rows)
     else:
         await conn.execute(_UPDATE_JOB, [{"_id": r.pop("id"), **r} for r in rows])
+    await _write_phases(conn, changes)
+
+
+async def _write_phases(conn: AsyncConnection, changes: Sequence[Change]) -> None:
     phase_rows: list[dict[str, Any]] = []
     for c in changes:
         if "phases" not in c.changed:
