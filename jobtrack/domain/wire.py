@@ -40,11 +40,10 @@ def iso(value: datetime | None) -> str | None:
     """ISO 8601 in UTC with a ``Z``; None stays None."""
     if value is None:
         return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    elif value.utcoffset():
-        value = value.astimezone(UTC)
-    return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    tz = value.tzinfo
+    if tz is not UTC:
+        value = value.replace(tzinfo=UTC) if tz is None else value.astimezone(UTC)
+    return value.isoformat(timespec="microseconds")[:-6] + "Z"  # "+00:00" -> "Z"
 
 
 def progress_to_wire(progress: Progress | None) -> dict[str, Any] | None:
