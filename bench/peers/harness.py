@@ -1,9 +1,11 @@
 """Where the peers harness is, and its ``common`` / ``pgcost`` modules imported from there.
 
 The harness (``shared/peers``) is read-only shared material: ``bench/side_by_side.sh``
-copies it to a temp dir and points ``PEERS_BENCH_DIR`` at the copy's ``bench/``. Run by
-hand, the drivers fall back to ``PEERS_DIR/bench`` (default ``<repo>/../shared/peers``);
-if that folder is not writable, worker logs go to a temp dir instead of ``.run/logs``.
+copies it to a temp dir and points ``PEERS_BENCH_DIR`` at the copy's ``bench/``, where
+worker logs go to the copy's ``.run/logs``. Run by hand without ``PEERS_BENCH_DIR``, the
+drivers import from ``PEERS_DIR/bench`` (default ``<repo>/../shared/peers``) but never
+write there (no ``.run/``, no ``__pycache__``: root ignores the read-only bits): worker
+logs go to ``$TMPDIR/jobtrack-peers-logs``.
 """
 
 import importlib
@@ -30,11 +32,17 @@ def load() -> tuple[ModuleType, ModuleType]:
     where = peers_bench_dir()
     if not (where / "common.py").is_file():
         raise SystemExit(f"peers harness not found at {where}: set PEERS_BENCH_DIR or PEERS_DIR")
+    private_copy = bool(os.environ.get("PEERS_BENCH_DIR"))
     if str(where) not in sys.path:
         sys.path.insert(0, str(where))
-    common = importlib.import_module("common")
-    pgcost = importlib.import_module("pgcost")
-    if not os.access(common.PEERS, os.W_OK):
+    saved = sys.dont_write_bytecode
+    sys.dont_write_bytecode = saved or not private_copy
+    try:
+        common = importlib.import_module("common")
+        pgcost = importlib.import_module("pgcost")
+    finally:
+        sys.dont_write_bytecode = saved
+    if not private_copy:
         common.LOG_DIR = Path(tempfile.gettempdir()) / "jobtrack-peers-logs"
     return common, pgcost
 
