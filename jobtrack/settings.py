@@ -35,7 +35,8 @@ class Settings(BaseSettings):
     max_body_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
     #: largest page of ``GET /jobs`` and ``GET /flows``
     max_page_size: Annotated[int, Field(ge=1)] = 500
-    #: bearer token for ``GET /metrics``; unset: metrics are open
+    #: bearer token for ``GET /metrics`` (give it to Prometheus); an admin key works too,
+    #: and nothing else: metrics are never open
     metrics_token: str | None = None
 
     # --- jobs and workers ---

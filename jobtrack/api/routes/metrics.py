@@ -1,0 +1,239 @@
+"""``GET /metrics``: Prometheus text exposition.
+
+Who may read it: the bearer token ``JOBTRACK_METRICS_TOKEN`` when it is set (give that to
+Prometheus: ``authorization: {credentials: ...}`` in the scrape config), or an admin API
+key. Without either the answer is 401, and a tenant's key gets 403: the figures span
+every tenant (queue names, job counts), so they are never open by default.
+
+What it says:
+
+- read from the database at each scrape, one aggregate query (the one ``GET /queues``
+  runs, over every tenant): ``jobtrack_jobs{queue,status}`` (every status, zeros
+  included), ``jobtrack_jobs_stuck{queue}`` (running longer than ``stuck_after_seconds``,
+  default 30 minutes) and ``jobtrack_queue_oldest_pending_age_seconds{queue}`` (how long
+  the oldest runnable job has waited). When the database cannot be reached these are left
+  out, ``jobtrack_database_up`` is 0, and the rest is still answered.
+- this process's HTTP traffic: ``jobtrack_http_requests_total{method,route,status}`` and
+  ``jobtrack_http_request_duration_seconds{method,route}`` (a histogram of the time until
+  the response starts, so an event stream counts the time to open it, not its life).
+  ``route`` is the route's template (``/jobs/{jobId}``), ``unmatched`` for any other
+  path, so the number of series stays bounded whatever clients send.
+- this process's live updates: ``jobtrack_event_subscribers`` (open SSE and WebSocket
+  subscriptions), ``jobtrack_events_sent_total`` (events handed to them),
+  ``jobtrack_event_subscribers_dropped_total`` (closed as too slow); and when the
+  process runs the webhook loops (``webhooks_in_api``): ``jobtrack_webhook_deliveries_
+  stored_total`` and ``jobtrack_webhook_attempts_total{outcome}`` (``delivered``,
+  ``retry``, ``failed``).
+
+Per-process figures start at zero when the process starts; with several API processes,
+sum them. The database figures are the same from every process (take ``max``).
+"""
+
+import hmac
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Annotated, Final
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import generate_latest as render
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from jobtrack.api.deps import StateDep, authenticate
+from jobtrack.api.params import utcnow
+from jobtrack.api.responses import errors
+from jobtrack.api.routes.stream import Live
+from jobtrack.domain.status import JobStatus
+from jobtrack.errors import Forbidden
+from jobtrack.store.engine import is_unavailable
+from jobtrack.store.queues import QueueStats, queue_overview
+
+router = APIRouter(tags=["operations"])
+
+#: HTTP methods counted by name; anything else is ``other`` (bounded label values)
+METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED: Final = "unmatched"
+#: the classic text format, which every Prometheus version reads (the names used here
+#: need none of the escaping that format 1.0.0 adds, so the body is the same)
+CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+LATENCY_BUCKETS: Final = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+_bearer = HTTPBearer(auto_error=False,
+                     description="an admin API key, or the metrics token")
+
+
+@dataclass(slots=True)
+class HttpMetrics:
+    """One app's HTTP counters, in a registry of its own (never the global one)."""
+
+    registry: CollectorRegistry
+    requests: Counter
+    latency: Histogram
+
+    @classmethod
+    def new(cls) -> "HttpMetrics":
+        registry = CollectorRegistry(auto_describe=True)
+        return cls(
+            registry,
+            Counter("jobtrack_http_requests", "HTTP requests answered by this process",
+                    ["method", "route", "status"], registry=registry),
+            Histogram("jobtrack_http_request_duration_seconds",
+                      "seconds until the response started, by route template",
+                      ["method", "route"], registry=registry, buckets=LATENCY_BUCKETS),
+        )
+
+
+class HttpMetricsMiddleware:
+    """Counts every HTTP request by method, route template and status (pure ASGI)."""
+
+    def __init__(self, app: ASGIApp, *, metrics: HttpMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # no answer at all: the server will say 500
+        method = scope["method"] if scope["method"] in METHODS else "other"
+
+        async def counting_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                self.metrics.latency.labels(method, _route(scope)).observe(
+                    time.perf_counter() - started)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, counting_send)
+        finally:
+            self.metrics.requests.labels(method, _route(scope), str(status)).inc()
+
+
+def _route(scope: Scope) -> str:
+    """The template of the route that took the request (set by the router)."""
+    path = getattr(scope.get("route"), "path", None)
+    return path if isinstance(path, str) else UNMATCHED
+
+
+def install(app: FastAPI) -> None:
+    """Serve ``GET /metrics`` on ``app`` and count its HTTP requests."""
+    metrics = HttpMetrics.new()
+    app.state.jobtrack_http_metrics = metrics
+    app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
+    app.include_router(router)
+
+
+async def _reader(
+    request: Request,
+    state: StateDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """The metrics token, or else an admin key (401 without a valid key, 403 for a
+    tenant's key)."""
+    token = state.settings.metrics_token
+    if token and credentials is not None and hmac.compare_digest(
+        credentials.credentials.encode(), token.encode()
+    ):
+        return
+    caller = await authenticate(request, state, credentials)
+    if not caller.admin:
+        raise Forbidden("GET /metrics needs an admin key or the metrics token "
+                        "(JOBTRACK_METRICS_TOKEN): the figures span every tenant")
+
+
+class _Figures(Collector):
+    """What one scrape read, as metric families."""
+
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self.families = list(families)
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self.families)
+
+
+def _queue_families(stats: list[QueueStats], now_ts: float) -> list[Metric]:
+    jobs = GaugeMetricFamily("jobtrack_jobs", "jobs stored, by queue and status",
+                             labels=["queue", "status"])
+    stuck = GaugeMetricFamily("jobtrack_jobs_stuck",
+                              "running jobs started longer ago than the stuck threshold",
+                              labels=["queue"])
+    oldest = GaugeMetricFamily("jobtrack_queue_oldest_pending_age_seconds",
+                               "how long the oldest runnable pending job has waited",
+                               labels=["queue"])
+    for s in stats:
+        for status in JobStatus:
+            jobs.add_metric([s.queue_name, status.value], s.counts.get(status, 0))
+        stuck.add_metric([s.queue_name], s.stuck)
+        waited = 0.0 if s.oldest_pending_at is None else max(
+            0.0, now_ts - s.oldest_pending_at.timestamp())
+        oldest.add_metric([s.queue_name], round(waited, 3))
+    return [jobs, stuck, oldest]
+
+
+def _live_families(live: object) -> list[Metric]:
+    if not isinstance(live, Live):
+        return []
+    hub = live.hub
+    out: list[Metric] = [
+        GaugeMetricFamily("jobtrack_event_subscribers",
+                          "open live subscriptions (SSE streams, WebSockets) of this process",
+                          value=hub.subscriber_count()),
+        CounterMetricFamily("jobtrack_events_sent",
+                            "events handed to live subscribers by this process",
+                            value=hub.delivered),
+        CounterMetricFamily("jobtrack_event_subscribers_dropped",
+                            "live subscribers closed for being too slow", value=hub.dropped),
+    ]
+    if live.webhooks is not None:
+        d = live.webhooks.deliverer
+        out.append(CounterMetricFamily(
+            "jobtrack_webhook_deliveries_stored",
+            "webhook deliveries stored by this process's dispatcher",
+            value=live.webhooks.dispatcher.dispatched))
+        attempts = CounterMetricFamily(
+            "jobtrack_webhook_attempts", "webhook delivery attempts by this process",
+            labels=["outcome"])
+        for outcome, n in (("delivered", d.delivered), ("retry", d.retried),
+                           ("failed", d.failed)):
+            attempts.add_metric([outcome], n)
+        out.append(attempts)
+    return out
+
+
+@router.get(
+    "/metrics", response_class=Response, dependencies=[Depends(_reader)],
+    responses={200: {"description": "Prometheus text exposition format",
+                     "content": {"text/plain": {
+                         "schema": {"type": "string"}}}},
+               **errors(401, 403, 429)},
+)
+async def metrics(request: Request, state: StateDep) -> Response:
+    """Prometheus metrics: jobs by queue and status, stuck jobs, queue wait, this
+    process's HTTP requests, live subscribers and webhook attempts. Needs the metrics
+    token (``JOBTRACK_METRICS_TOKEN``) or an admin key."""
+    now = utcnow()
+    families: list[Metric] = []
+    up = 1
+    try:
+        async with state.db.read() as conn:
+            stats = await queue_overview(conn, tenant=None, now=now,
+                                         stuck_after=state.settings.stuck_after_seconds)
+        families += _queue_families(stats, now.timestamp())
+    except Exception as exc:
+        if not is_unavailable(exc):
+            raise
+        up = 0
+    families.append(GaugeMetricFamily("jobtrack_database_up",
+                                      "1 when the database answered this scrape", value=up))
+    families += _live_families(getattr(request.app.state, "jobtrack_live", None))
+    http: HttpMetrics = request.app.state.jobtrack_http_metrics
+    body = render(_Figures(families)) + render(http.registry)
+    return Response(body, headers={"Content-Type": CONTENT_TYPE})
