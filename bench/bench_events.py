@@ -31,7 +31,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -40,12 +39,10 @@ from typing import Any
 
 import httpx
 import orjson
-import psycopg
-from sqlalchemy.engine import make_url
+from scratch import scratch  # bench/: the script's own folder
 
 from jobtrack.domain.ids import new_id
 from jobtrack.domain.jobs import Change, Job, JobUpdate, Progress, new_job, plan_update
-from jobtrack.store import migrate
 from jobtrack.store.engine import Database
 from jobtrack.store.jobs import change_job, insert_jobs
 from jobtrack.store.keys import create_key
@@ -169,23 +166,6 @@ def api_server(database_url: str) -> Iterator[str]:
             proc.kill()
 
 
-@contextmanager
-def scratch_database(server_url: str, keep: bool) -> Iterator[str]:
-    name = f"jobtrack_bench_events_{uuid.uuid4().hex[:8]}"
-    admin = make_url(server_url).set(drivername="postgresql").render_as_string(
-        hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as c:
-        c.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    migrate.upgrade(url)
-    try:
-        yield url
-    finally:
-        if not keep:
-            with psycopg.connect(admin, autocommit=True) as c:
-                c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 # --- one repetition ----------------------------------------------------------------
 
 
@@ -283,7 +263,7 @@ def main(argv: list[str] | None = None) -> None:
     roles = ["sse", "ws"] if args.clients == "both" else [args.clients]
     pooled: dict[str, list[int]] = {role: [] for role in roles}
     reps: list[dict[str, Any]] = []
-    with scratch_database(args.database_url, args.keep) as url, \
+    with scratch("postgresql", args.database_url, prefix="jtbench_events", keep=args.keep) as url, \
             tempfile.TemporaryDirectory() as tmp:
 
         async def make_key() -> str:

@@ -28,16 +28,13 @@ import argparse
 import asyncio
 import statistics
 import time
-import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import psycopg
+from scratch import scratch  # bench/: the script's own folder
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from jobtrack.api.app import create_app
 from jobtrack.domain.flows import Flow, FlowNode
@@ -47,29 +44,12 @@ from jobtrack.domain.status import FlowStatus, JobStatus
 from jobtrack.queue.outcomes import Outcome, write_outcomes
 from jobtrack.settings import Settings
 from jobtrack.store import flows as store_flows
-from jobtrack.store import migrate
 from jobtrack.store.claim import claim
 from jobtrack.store.engine import Database
 from jobtrack.store.jobs import insert_jobs
 from jobtrack.store.keys import create_key
 
 TENANT = "bench"
-
-
-@contextmanager
-def scratch(server: str) -> Iterator[str]:
-    """A freshly migrated PostgreSQL database on ``server``, dropped afterwards."""
-    name = f"jtbench_flows_{uuid.uuid4().hex[:8]}"
-    admin = make_url(server).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as c:
-        c.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(server).set(database=name).render_as_string(hide_password=False)
-    try:
-        migrate.upgrade(url)
-        yield url
-    finally:
-        with psycopg.connect(admin, autocommit=True) as c:
-            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def now() -> datetime:
@@ -252,7 +232,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.big % args.segments:
         parser.error("--big must be a multiple of --segments")
-    with scratch(args.database_url) as url:
+    with scratch("postgresql", args.database_url, prefix="jtbench_flows") as url:
         report(args, asyncio.run(bench(url, args)))
 
 

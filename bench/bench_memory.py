@@ -28,44 +28,19 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from scratch import scratch  # bench/: the script's own folder
 from sqlalchemy.engine import make_url
 
 from jobtrack.queue.app import App
-from jobtrack.store import migrate
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 MIB = 1024 * 1024
-
-
-@contextmanager
-def scratch(backend: str, server: str | None) -> Iterator[str]:
-    """A freshly migrated database URL, removed afterwards."""
-    if backend == "sqlite":
-        with tempfile.TemporaryDirectory(prefix="jtmem-") as tmp:
-            url = f"sqlite:///{tmp}/bench.db"
-            migrate.upgrade(url)
-            yield url
-        return
-    assert server is not None
-    name = f"jtmem_{uuid.uuid4().hex[:10]}"
-    admin = make_url(server).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as c:
-        c.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(server).set(database=name).render_as_string(hide_password=False)
-    try:
-        migrate.upgrade(url)
-        yield url
-    finally:
-        with psycopg.connect(admin, autocommit=True) as c:
-            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def completed_counter(url: str) -> tuple[Callable[[], int], Callable[[], None]]:
@@ -210,7 +185,7 @@ def main() -> None:
         p.error("nothing to measure: give --database-url or drop --no-sqlite")
     results = []
     for backend in backends:
-        with scratch(backend, a.database_url) as url:
+        with scratch(backend, a.database_url, prefix="jtmem") as url:
             r = one_run(url, backend, a)
         r["rep"] = a.rep
         results.append(r)

@@ -26,48 +26,19 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psycopg
+from scratch import scratch  # bench/: the script's own folder
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from jobtrack.queue.app import App
 from jobtrack.queue.worker import Worker
-from jobtrack.store import migrate
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-
-
-@contextmanager
-def scratch(backend: str, server: str | None) -> Iterator[str]:
-    """A freshly migrated database URL, removed afterwards."""
-    if backend == "sqlite":
-        with tempfile.TemporaryDirectory() as tmp:
-            url = f"sqlite:///{tmp}/bench.db"
-            migrate.upgrade(url)
-            yield url
-        return
-    assert server is not None
-    name = f"jtbench_{uuid.uuid4().hex[:10]}"
-    admin = make_url(server).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as c:
-        c.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(server).set(database=name).render_as_string(hide_password=False)
-    try:
-        migrate.upgrade(url)
-        yield url
-    finally:
-        with psycopg.connect(admin, autocommit=True) as c:
-            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def _left(app: App) -> int:
