@@ -142,6 +142,44 @@ async def test_live_subscribers_and_webhook_loops_are_reported(api: Api) -> None
     assert value(text, "jobtrack_webhook_deliveries_stored_total") == 0
 
 
+async def test_job_transitions_and_run_times_are_counted_from_the_event_log(
+    api: Api,
+) -> None:
+    done = await api.create(queueName="work", name="done")
+    await api.create("b", queueName="work", name="fail")
+    await api.create(queueName="mail")
+    [claimed] = await api.claim(queue="work", names=["done"])
+    await asyncio.sleep(0.2)
+    r = await api.client.patch(f"/jobs/{done['jobId']}", json={"status": "completed"},
+                               headers=api.auth())
+    assert r.status_code == 200, r.text
+    [failing] = await api.claim("b", queue="work", names=["fail"])
+    r = await api.client.patch(f"/jobs/{failing['jobId']}", json={
+        "status": "failed", "error": {"message": "no"}}, headers=api.auth("b"))
+    assert r.status_code == 200, r.text
+
+    name = "jobtrack_job_transitions_total"
+    async with asyncio.timeout(10):  # the hub reads the log on its own schedule
+        while True:
+            text = await scrape(api)
+            if value(text, name, queue="work", **{"from": "running", "to": "failed"}):
+                break
+            await asyncio.sleep(0.05)
+    assert value(text, name, queue="work", **{"from": "", "to": "pending"}) == 2
+    assert value(text, name, queue="mail", **{"from": "", "to": "pending"}) == 1
+    assert value(text, name, queue="work", **{"from": "pending", "to": "running"}) == 2
+    assert value(text, name, queue="work", **{"from": "running", "to": "completed"}) == 1
+    duration = "jobtrack_job_duration_seconds"
+    assert value(text, f"{duration}_count", queue="work", status="completed") == 1
+    took = value(text, f"{duration}_sum", queue="work", status="completed")
+    assert took is not None and 0.2 <= took < 10
+    assert value(text, f"{duration}_count", queue="work", status="failed") == 1
+    # the metrics' own subscription is not counted as a client's
+    assert value(text, "jobtrack_event_subscribers") == 0
+    assert value(text, "jobtrack_events_sent_total") == 0
+    assert claimed["jobId"] == done["jobId"]
+
+
 async def test_without_the_webhook_loops_their_counters_are_absent(
     api_settings: Settings, keys: dict[str, str]
 ) -> None:

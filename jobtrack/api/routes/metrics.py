@@ -13,6 +13,11 @@ What it says:
   default 30 minutes) and ``jobtrack_queue_oldest_pending_age_seconds{queue}`` (how long
   the oldest runnable job has waited). When the database cannot be reached these are left
   out, ``jobtrack_database_up`` is 0, and the rest is still answered.
+- from the stored event log, as this process's event hub reads it:
+  ``jobtrack_job_transitions_total{queue,from,to}`` (``from`` is empty for a new job) and
+  ``jobtrack_job_duration_seconds{queue,status}`` (a histogram of the run time of each
+  finished job's last attempt, from ``running`` to its final status; jobs that started
+  before the process did are not timed).
 - this process's HTTP traffic: ``jobtrack_http_requests_total{method,route,status}`` and
   ``jobtrack_http_request_duration_seconds{method,route}`` (a histogram of the time until
   the response starts, so an event stream counts the time to open it, not its life).
@@ -26,14 +31,20 @@ What it says:
   ``retry``, ``failed``).
 
 Per-process figures start at zero when the process starts; with several API processes,
-sum them. The database figures are the same from every process (take ``max``).
+sum them. The database and event-log figures are the same from every process (take
+``max``: each process reads every job's events).
 """
 
+import asyncio
+import contextlib
 import hmac
 import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from typing import Annotated, Final
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -48,9 +59,12 @@ from jobtrack.api.deps import StateDep, authenticate
 from jobtrack.api.params import utcnow
 from jobtrack.api.responses import errors
 from jobtrack.api.routes.stream import Live
-from jobtrack.domain.status import JobStatus
-from jobtrack.errors import Forbidden
+from jobtrack.domain.status import TERMINAL, JobStatus
+from jobtrack.errors import Forbidden, JobtrackError
+from jobtrack.events.hub import EventHub
+from jobtrack.events.subscription import Subscription, SubscriptionClosed
 from jobtrack.store.engine import is_unavailable
+from jobtrack.store.events import StoredEvent
 from jobtrack.store.queues import QueueStats, queue_overview
 
 router = APIRouter(tags=["operations"])
@@ -62,6 +76,12 @@ UNMATCHED: Final = "unmatched"
 #: need none of the escaping that format 1.0.0 adds, so the body is the same)
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS: Final = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+DURATION_BUCKETS: Final = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0,
+                           4 * 3600.0, 24 * 3600.0)
+#: running jobs whose start a process remembers to time them (oldest forgotten first)
+MAX_TIMED_JOBS: Final = 100_000
+_RUNNING: Final = JobStatus.RUNNING.value
+_FINAL: Final = frozenset(s.value for s in TERMINAL)
 
 _bearer = HTTPBearer(auto_error=False,
                      description="an admin API key, or the metrics token")
@@ -86,6 +106,76 @@ class HttpMetrics:
                       "seconds until the response started, by route template",
                       ["method", "route"], registry=registry, buckets=LATENCY_BUCKETS),
         )
+
+
+@dataclass(slots=True)
+class JobMetrics:
+    """Job transitions and run times, counted from the stored event log as this process's
+    event hub reads it (so every process reports every job, whoever moved it)."""
+
+    transitions: Counter
+    duration: Histogram
+    #: job id -> when its current attempt started running
+    started: "OrderedDict[str, datetime]" = field(default_factory=OrderedDict)
+    #: events taken from the hub (its ``delivered`` count includes them)
+    received: int = 0
+    sub: Subscription | None = None
+
+    @property
+    def following(self) -> bool:
+        return self.sub is not None
+
+    def handed(self) -> int:
+        """Events the hub handed to this (not to a client): taken, or still buffered."""
+        return self.received + (self.sub.pending() if self.sub is not None else 0)
+
+    @classmethod
+    def new(cls, registry: CollectorRegistry) -> "JobMetrics":
+        return cls(
+            Counter("jobtrack_job_transitions", "job status changes, by queue",
+                    ["queue", "from", "to"], registry=registry),
+            Histogram("jobtrack_job_duration_seconds",
+                      "run time of finished jobs (their last attempt, from running to the "
+                      "final status), by queue and final status",
+                      ["queue", "status"], registry=registry, buckets=DURATION_BUCKETS),
+        )
+
+    def observe(self, event: StoredEvent) -> None:
+        if event.to_status is None or event.job_id is None:
+            return
+        queue = event.queue_name or ""
+        self.transitions.labels(queue, event.from_status or "", event.to_status).inc()
+        if event.to_status == _RUNNING:
+            self.started[event.job_id] = event.at
+            if len(self.started) > MAX_TIMED_JOBS:
+                self.started.popitem(last=False)
+            return
+        began = self.started.pop(event.job_id, None)
+        if began is not None and event.to_status in _FINAL:
+            self.duration.labels(queue, event.to_status).observe(
+                max(0.0, (event.at - began).total_seconds()))
+
+    async def follow(self, hub: EventHub) -> None:
+        """Count every event the hub hands out until it stops (a subscription dropped as
+        too slow is made again; what it missed is not counted)."""
+        while hub.running:
+            try:
+                sub = hub.subscribe(None)
+            except JobtrackError:  # the hub has not reached the database yet
+                await asyncio.sleep(1.0)
+                continue
+            self.sub = sub
+            try:
+                while True:
+                    event = await sub.get()
+                    self.received += 1
+                    self.observe(event)
+            except SubscriptionClosed:
+                pass
+            finally:
+                self.received += sub.pending()  # (never taken now)
+                self.sub = None
+                sub.close("metrics stopped")
 
 
 class HttpMetricsMiddleware:
@@ -124,11 +214,31 @@ def _route(scope: Scope) -> str:
 
 
 def install(app: FastAPI) -> None:
-    """Serve ``GET /metrics`` on ``app`` and count its HTTP requests."""
+    """Serve ``GET /metrics`` on ``app``, count its HTTP requests, and (while the app's
+    lifespan runs) count job transitions from its event hub."""
     metrics = HttpMetrics.new()
+    jobs = JobMetrics.new(metrics.registry)
     app.state.jobtrack_http_metrics = metrics
+    app.state.jobtrack_job_metrics = jobs
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
     app.include_router(router)
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[Any]:
+        async with inner(app) as state:
+            live = getattr(app.state, "jobtrack_live", None)
+            task = asyncio.create_task(jobs.follow(live.hub), name="jobtrack-job-metrics") \
+                if isinstance(live, Live) else None
+            try:
+                yield state
+            finally:
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+
+    app.router.lifespan_context = lifespan
 
 
 async def _reader(
@@ -178,17 +288,17 @@ def _queue_families(stats: list[QueueStats], now_ts: float) -> list[Metric]:
     return [jobs, stuck, oldest]
 
 
-def _live_families(live: object) -> list[Metric]:
+def _live_families(live: object, jobs: JobMetrics) -> list[Metric]:
     if not isinstance(live, Live):
         return []
     hub = live.hub
-    out: list[Metric] = [
+    out: list[Metric] = [  # (the job metrics' own subscription is not a client's)
         GaugeMetricFamily("jobtrack_event_subscribers",
                           "open live subscriptions (SSE streams, WebSockets) of this process",
-                          value=hub.subscriber_count()),
+                          value=hub.subscriber_count() - int(jobs.following)),
         CounterMetricFamily("jobtrack_events_sent",
                             "events handed to live subscribers by this process",
-                            value=hub.delivered),
+                            value=hub.delivered - jobs.handed()),
         CounterMetricFamily("jobtrack_event_subscribers_dropped",
                             "live subscribers closed for being too slow", value=hub.dropped),
     ]
@@ -233,7 +343,8 @@ async def metrics(request: Request, state: StateDep) -> Response:
         up = 0
     families.append(GaugeMetricFamily("jobtrack_database_up",
                                       "1 when the database answered this scrape", value=up))
-    families += _live_families(getattr(request.app.state, "jobtrack_live", None))
+    families += _live_families(getattr(request.app.state, "jobtrack_live", None),
+                               request.app.state.jobtrack_job_metrics)
     http: HttpMetrics = request.app.state.jobtrack_http_metrics
     body = render(_Figures(families)) + render(http.registry)
     return Response(body, headers={"Content-Type": CONTENT_TYPE})
