@@ -1,5 +1,6 @@
 """``jobtrack serve`` stops on SIGTERM within its ``--grace`` even while an event stream
-(SSE, which never ends by itself) is open: the stream is cut, the app's shutdown runs."""
+(SSE, which never ends by itself) is open: the stream is cut, the app's shutdown runs.
+``--no-webhooks`` reaches the server processes (``/metrics`` shows no webhook loops)."""
 
 import asyncio
 import signal
@@ -64,9 +65,15 @@ def test_sigterm_with_an_open_sse_stream_exits_within_the_grace(tmp_path: Path) 
         except httpx.TransportError:
             return False
 
-    args = command("serve", "--port", str(port), "--no-migrate", "--grace", "1", url=url)
-    with running(args, tmp_path, "serve") as server:
+    args = command("serve", "--port", str(port), "--no-migrate", "--grace", "1",
+                   "--no-webhooks", url=url)
+    token = "scrape-token-for-the-serve-test"
+    with running(args, tmp_path, "serve", {"JOBTRACK_METRICS_TOKEN": token}) as server:
         wait_until(up, 30, "answer on /healthz", alive=server)
+        metrics = httpx.get(f"{base}/metrics", headers={"Authorization": f"Bearer {token}"})
+        assert metrics.status_code == 200, metrics.text
+        assert "jobtrack_event_subscribers" in metrics.text
+        assert "jobtrack_webhook_attempts" not in metrics.text  # --no-webhooks
         stream = Stream(base, key)
         stream.start()
         assert stream.connected.wait(10), "the SSE stream did not start"
