@@ -60,5 +60,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (health, jobs, actions, queues, flows, stream, webhooks):
         app.include_router(module.router)
     metrics.install(app)  # GET /metrics, and the HTTP request counters
-    install_openapi(app, _version())
+    install_openapi(app, _version(), max_page_size=settings.max_page_size)
     return app

@@ -20,6 +20,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from jobtrack.api.schemas import (
+    WHOLE,
     ApiModel,
     ErrorIn,
     Finite,
@@ -28,6 +29,7 @@ from jobtrack.api.schemas import (
     JsonObject,
     JsonValue,
     Name,
+    PhaseNames,
     ProgressInput,
     StatusIn,
     UtcDatetime,
@@ -43,14 +45,14 @@ class FlowJobOpts(InputModel):
     """Options of one job of a flow. ``runAt`` and ``delaySeconds`` are alternatives;
     a parent's start time counts from when its last child completes at the earliest."""
 
-    priority: Annotated[StrictInt, Field(ge=-1_000_000, le=1_000_000)] = Field(
+    priority: Annotated[StrictInt, Field(ge=-1_000_000, le=1_000_000), WHOLE] = Field(
         0, description="higher runs first within its queue")
-    max_attempts: Annotated[StrictInt, Field(ge=1, le=1000)] | None = Field(
+    max_attempts: Annotated[StrictInt, Field(ge=1, le=1000), WHOLE] | None = Field(
         None, description="attempts before the job fails for good (server default if absent)")
     delay_seconds: Annotated[Finite, Field(ge=0, le=315_360_000)] | None = Field(
         None, description="not before this many seconds from now")
     run_at: UtcDatetime | None = Field(None, description="not before (ISO 8601; UTC if naive)")
-    phases: Annotated[list[Name], Field(max_length=100)] | None = Field(
+    phases: PhaseNames | None = Field(
         None, description="ordered phase names, unique")
 
     @model_validator(mode="before")

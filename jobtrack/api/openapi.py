@@ -45,7 +45,17 @@ _TOO_LARGE: Final = {
 }
 
 
-def install_openapi(app: FastAPI, version: str) -> None:
+def _page_limits(operation: dict[str, Any], max_page_size: int) -> None:
+    """A ``limit`` query parameter's maximum is the configured page size (routes check
+    it against the setting, which their signatures cannot know)."""
+    for parameter in operation.get("parameters", ()):
+        schema = parameter.get("schema", {})
+        if parameter.get("in") == "query" and parameter.get("name") == "limit" \
+                and schema.get("maximum", 0) > max_page_size:
+            schema["maximum"] = max_page_size
+
+
+def install_openapi(app: FastAPI, version: str, *, max_page_size: int | None = None) -> None:
     """Make ``app.openapi()`` build (once) the completed document."""
 
     def openapi() -> dict[str, Any]:
@@ -55,6 +65,8 @@ def install_openapi(app: FastAPI, version: str) -> None:
                              routes=app.routes)
         for operations in schema.get("paths", {}).values():
             for method, operation in operations.items():
+                if max_page_size is not None:
+                    _page_limits(operation, max_page_size)
                 responses = operation.setdefault("responses", {})
                 if method in ("post", "put", "patch"):
                     responses.setdefault("413", _TOO_LARGE)

@@ -7,8 +7,9 @@ reaches the database. Outputs document the wire form that
 fields use the enums of :mod:`jobtrack.domain.status`, so OpenAPI lists their values.
 """
 
+import re
 from datetime import UTC, datetime
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Final, Self
 
 from pydantic import (
     AfterValidator,
@@ -33,6 +34,8 @@ from jobtrack.errors import UnknownStatus
 
 # --- reusable field types ----------------------------------------------------------
 
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
 
 def clean_text(value: str) -> str:
     """Refuse text the database cannot store (NUL, unpaired surrogates)."""
@@ -52,6 +55,26 @@ def _storable(value: Any) -> Any:
     bad = problem(value)
     if bad:
         raise PydanticCustomError("invalid_json", bad)
+    return value
+
+
+def _whole(value: Any) -> Any:
+    """A JSON number without a fraction is an integer (``3.0`` is ``3``, as in JSON
+    Schema); booleans and strings are still refused by the strict int after this."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _iso_datetime(value: Any) -> Any:
+    """Only an ISO 8601 string is a date-time (as the document says): pydantic alone
+    would also read a number, or a string of digits, as a Unix time."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or _NUMBER.fullmatch(value.strip()):
+        raise PydanticCustomError("datetime_type",
+                                  "must be an ISO 8601 date-time string, e.g. "
+                                  "2030-01-01T12:00:00Z")
     return value
 
 
@@ -77,14 +100,19 @@ def canonical_status(value: Any) -> Any:
 #: a queue, job, phase or step name
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200),
                  AfterValidator(clean_text), AfterValidator(_not_blank)]
+#: the ordered phases of a job (their uniqueness is checked by the model)
+PhaseNames = Annotated[list[Name], Field(max_length=100, json_schema_extra={"uniqueItems": True})]
 #: free text of bounded length (error messages)
 Text = Annotated[str, StringConstraints(max_length=10_000), AfterValidator(clean_text)]
 #: any JSON document jobtrack can store and send back
 JsonValue = Annotated[Any, AfterValidator(_storable)]
 JsonObject = Annotated[dict[str, Any], AfterValidator(_storable)]
+#: last in an integer's ``Annotated`` (after its bounds, which stay in the JSON Schema):
+#: ``3.0`` is accepted as ``3``; ``true`` and ``"3"`` are still refused
+WHOLE: Final = BeforeValidator(_whole)
 Finite = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 Amount = Annotated[float, Strict(), Field(allow_inf_nan=False, ge=0, le=1e12)]
-UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+UtcDatetime = Annotated[datetime, BeforeValidator(_iso_datetime), AfterValidator(_utc)]
 #: a job status; aliases accepted (deprecated), answered canonically
 StatusIn = Annotated[JobStatus, BeforeValidator(canonical_status)]
 
@@ -134,13 +162,13 @@ class JobCreate(InputModel):
     queue_name: Name
     name: Name
     data: JsonObject | None = None
-    phases: Annotated[list[Name], Field(max_length=100)] | None = Field(
+    phases: PhaseNames | None = Field(
         None, description="ordered phase names, unique")
-    priority: Annotated[StrictInt, Field(ge=-1_000_000, le=1_000_000)] = Field(
+    priority: Annotated[StrictInt, Field(ge=-1_000_000, le=1_000_000), WHOLE] = Field(
         0, description="higher runs first")
     run_at: UtcDatetime | None = Field(None, description="not before (ISO 8601; UTC if naive)")
     delay_seconds: Annotated[Finite, Field(ge=0, le=315_360_000)] | None = None
-    max_attempts: Annotated[StrictInt, Field(ge=1, le=1000)] | None = Field(
+    max_attempts: Annotated[StrictInt, Field(ge=1, le=1000), WHOLE] | None = Field(
         None, description="attempts before the job fails for good (server default if absent)")
     idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=200),
                                AfterValidator(clean_text)] | None = None
@@ -204,7 +232,7 @@ class ClaimRequest(InputModel):
 
     names: Annotated[list[Name], Field(max_length=100)] | None = Field(
         None, description="only jobs with these names")
-    limit: Annotated[StrictInt, Field(ge=1, le=100)] = 1
+    limit: Annotated[StrictInt, Field(ge=1, le=100), WHOLE] = 1
     lease_seconds: Annotated[Finite, Field(ge=1, le=86_400)] | None = Field(
         None, description="lease length; each PATCH by this key renews it (server default "
         "if absent)")

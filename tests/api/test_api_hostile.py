@@ -112,6 +112,8 @@ BAD_JOBS: list[tuple[dict[str, Any], str]] = [
     ({**JOB, "maxAttempts": 0}, "maxAttempts"),
     ({**JOB, "maxAttempts": 1.5}, "maxAttempts"),
     ({**JOB, "runAt": "tomorrow"}, "runAt"),
+    ({**JOB, "runAt": 0}, "runAt"),  # a date-time is a string, not a Unix time
+    ({**JOB, "runAt": "1700000000"}, "runAt"),
     ({**JOB, "runAt": "0001-01-01T00:00:00+01:00"}, "runAt"),
     ({**JOB, "delaySeconds": -1}, "delaySeconds"),
     ({**JOB, "delaySeconds": 1e300}, "delaySeconds"),

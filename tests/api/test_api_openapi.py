@@ -93,3 +93,21 @@ async def test_wire_jobs_validate_against_the_documented_schema(api: Api) -> Non
         assert model.model_dump(mode="json", by_alias=True).keys() == wire.keys()
     error = (await api.client.get("/jobs/nope", headers=api.auth())).json()
     ErrorBody.model_validate(error)
+
+
+async def test_the_document_says_what_the_server_refuses(api: Api) -> None:
+    """Found by schemathesis (targets.md R3, test_api_schemathesis): schema-valid input
+    the server refused. A page ``limit`` goes up to the configured page size; phase names
+    are unique; an integer may be written ``3.0`` (JSON Schema's integer)."""
+    doc = (await api.client.get("/openapi.json")).json()
+    page_size = api.app.state.jobtrack.settings.max_page_size
+    for path in ("/jobs", "/flows", "/webhooks/{webhookId}/deliveries"):
+        limit = next(p for p in doc["paths"][path]["get"]["parameters"]
+                     if p["name"] == "limit")
+        assert limit["schema"]["maximum"] == page_size, path
+    phases = doc["components"]["schemas"]["JobCreate"]["properties"]["phases"]["anyOf"][0]
+    assert phases["uniqueItems"] is True
+    r = await api.client.post("/jobs", headers=api.auth(), json={
+        "queueName": "q", "name": "n", "maxAttempts": 3.0, "priority": -2.0})
+    assert r.status_code == 201, r.text
+    assert (r.json()["job"]["maxAttempts"], r.json()["job"]["priority"]) == (3, -2)
