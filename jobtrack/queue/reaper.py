@@ -4,6 +4,7 @@ backoff) while attempts remain, else failed with error code ``stalled``. None is
 ``running`` forever.
 """
 
+from collections.abc import Container
 from datetime import UTC, datetime
 
 from jobtrack.domain.jobs import Change, plan_stall
@@ -22,8 +23,14 @@ async def reap(
     actor: str = "system:reaper",
     limit: int = 200,
     now: datetime | None = None,
+    held: Container[str] = frozenset(),
 ) -> list[Change]:
-    """Plan and write the stall of up to ``limit`` expired jobs; return the changes."""
+    """Plan and write the stall of up to ``limit`` expired jobs; return the changes.
+
+    ``held``: ids of the jobs the calling worker holds. They are alive (their worker is
+    the one reaping), only their lease ran out while the database was unreachable for
+    longer than it: their outcome is written, or their lease renewed, as soon as it
+    answers again, so they are never stalled by their own worker."""
     now = now or datetime.now(UTC)
     default = RetryPolicy()
     async with db.write() as conn:
@@ -34,8 +41,8 @@ async def reap(
         changes: list[Change] = []
         for job in locked.values():
             if job.status is not JobStatus.RUNNING or job.lease_expires_at is None \
-                    or job.lease_expires_at >= now:
-                continue  # finished or renewed since the search
+                    or job.lease_expires_at >= now or job.id in held:
+                continue  # finished or renewed since the search, or ours
             task = tasks.get(job.name) if tasks is not None else None
             policy = task.retry if task is not None else default
             changes.append(plan_stall(job, now, retry_at=policy.next_run_at(job.attempt, now)))

@@ -327,7 +327,8 @@ class Worker:
         interval = self.settings.reap_interval_seconds
         while not await self._pause(interval * random.uniform(0.5, 1.5)):
             try:
-                reaped = await reap(self.app.db, tasks=self.app.tasks, actor=self.actor)
+                reaped = await reap(self.app.db, tasks=self.app.tasks, actor=self.actor,
+                                    held=self._held)
             except Exception:
                 log.exception("reaping stalled jobs failed; trying again")
                 continue

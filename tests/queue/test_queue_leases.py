@@ -59,6 +59,17 @@ async def test_an_expired_lease_on_the_last_attempt_fails_stalled(
     assert [e.to_status for e in history] == ["pending", "running", "failed"]
 
 
+async def test_a_worker_never_reaps_the_jobs_it_holds(app: App) -> None:
+    """Their lease ran out while the database was down (R6): the holder is alive and
+    writes their outcome when it answers again; only other reapers may stall them."""
+    job = await app.enqueue("orphan", _max_attempts=1)
+    await _claim_as_dead_worker(app, lease_seconds=-1)
+    assert await reap(app.db, held={job.id}) == []
+    stored = await app.get_job(job.id)
+    assert stored is not None and stored.status is JobStatus.RUNNING
+    assert [c.after.id for c in await reap(app.db)] == [job.id]
+
+
 async def test_a_live_lease_is_not_reaped(app: App) -> None:
     job = await app.enqueue("busy")
     await _claim_as_dead_worker(app, lease_seconds=60)

@@ -500,8 +500,11 @@ class Scenario:
 async def test_postgres_restart_mid_load(cluster: Cluster, tmp_path: Path) -> None:
     url = cluster.url
     migrate.upgrade(url)
+    # a lease shorter than the outage: jobs held across it must not be stalled on return
     env = {**os.environ, "JOBTRACK_DATABASE_URL": url,
-           "JOBTRACK_RATE_LIMIT_PER_MINUTE": "10000000", "JOBTRACK_KEY_CACHE_SECONDS": "2"}
+           "JOBTRACK_RATE_LIMIT_PER_MINUTE": "10000000", "JOBTRACK_KEY_CACHE_SECONDS": "2",
+           "JOBTRACK_LEASE_SECONDS": str(max(1.0, OUTAGE / 2)),
+           "JOBTRACK_REAP_INTERVAL_SECONDS": "0.5"}
     key = subprocess.run(_cli(url, "keys", "create", "--tenant", "r6"), env=env,
                          capture_output=True, text=True, timeout=60, check=True).stdout.strip()
     auth = {"Authorization": f"Bearer {key}"}
@@ -540,7 +543,7 @@ async def test_postgres_restart_mid_load(cluster: Cluster, tmp_path: Path) -> No
           f"{acked['completed']} of them completed, {acked['<missing>']} lost; "
           f"{sum(counts.values())} stored (any beyond those: committed, but the answer was "
           f"lost to the outage), {counts.get('completed', 0)} completed, "
-          f"{counts.get('running', 0)} running, "
+          f"{counts.get('failed', 0)} failed, {counts.get('running', 0)} running, "
           f"{counts.get('pending', 0)} pending; outage {f['outage_s']:.1f} s "
           f"(pg_ctl stop -m fast took {f['stop_s']:.1f} s, {f['acked_stopping']:.0f} "
           f"acknowledged meanwhile); during it {run.probes['503']} GET probes and "
