@@ -8,7 +8,6 @@ from rich.table import Table
 
 from jobtrack.cli.common import console, out, run, settings_of
 from jobtrack.store import keys as store_keys
-from jobtrack.store import migrate
 from jobtrack.store.engine import Database
 
 
@@ -26,6 +25,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Create a key and print it, alone, on stdout (it is shown only once)."""
         settings = settings_of(ctx)
+        from jobtrack.store import migrate  # alembic: only when a key is made
+
         migrate.upgrade(settings.database_url)
         tenant = tenant.strip()
         if not tenant or len(tenant) > 100:

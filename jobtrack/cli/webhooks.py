@@ -16,7 +16,7 @@ import asyncio
 import logging
 import signal
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -27,8 +27,9 @@ from jobtrack.domain.status import DeliveryStatus
 from jobtrack.settings import Settings
 from jobtrack.store.engine import Database
 from jobtrack.store.webhooks import Delivery, Webhook
-from jobtrack.webhooks import registry
-from jobtrack.webhooks.runner import WebhookRunner, run_webhooks
+
+if TYPE_CHECKING:  # httpx and the delivery loop load only for the commands that use them
+    from jobtrack.webhooks.runner import WebhookRunner
 
 DELIVERY_STYLE = {
     DeliveryStatus.PENDING: "yellow",
@@ -41,9 +42,11 @@ def _when(value: datetime | None) -> str:
     return "" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
 
 
-async def deliver_until_signalled(settings: Settings) -> WebhookRunner:
+async def deliver_until_signalled(settings: Settings) -> "WebhookRunner":
     """Run the webhook loops until SIGTERM or SIGINT; attempts still waiting for a
     receiver are abandoned (their leases end and they are attempted again)."""
+    from jobtrack.webhooks.runner import run_webhooks
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -88,6 +91,8 @@ def register(app: typer.Typer) -> None:
         """Every webhook, oldest first (never its secret)."""
         settings = settings_of(ctx)
 
+        from jobtrack.webhooks import registry
+
         async def go() -> list[Webhook]:
             db = Database(settings.database_url, pool_size=1)
             try:
@@ -114,6 +119,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """A webhook's latest deliveries, newest first: status, attempts, last answer."""
         settings = settings_of(ctx)
+
+        from jobtrack.webhooks import registry
 
         async def go() -> list[Delivery]:
             db = Database(settings.database_url, pool_size=1)

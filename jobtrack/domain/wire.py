@@ -62,22 +62,43 @@ def phase_to_wire(phase: Phase) -> dict[str, Any]:
     }
 
 
+def _phases_to_wire(phases: Iterable[Phase]) -> list[dict[str, Any]]:
+    return [phase_to_wire(p) for p in phases]
+
+
+def _status_to_wire(status: Any) -> Any:
+    return status.value
+
+
+def _converter(name: str) -> Any:
+    """How one job field becomes JSON (None: as it is)."""
+    if name == "phases":
+        return _phases_to_wire
+    if name == "progress":
+        return progress_to_wire
+    if name == "status":
+        return _status_to_wire
+    if name.endswith("_at"):  # every timestamp field, and only those
+        return iso
+    return None
+
+
+#: (field, wire key, converter) for every wire field; decided once, not per job
+_JOB_WIRE: Final = tuple((name, key, _converter(name)) for name, key in JOB_FIELDS.items())
+_CONVERT: Final = {name: conv for name, _, conv in _JOB_WIRE}
+
+
 def _value(job: Job, name: str) -> Any:
     value = getattr(job, name)
-    if name == "phases":
-        return [phase_to_wire(p) for p in value]
-    if name == "progress":
-        return progress_to_wire(value)
-    if isinstance(value, datetime):
-        return iso(value)
-    if name == "status":
-        return value.value
-    return value
+    conv = _CONVERT[name]
+    return value if conv is None else conv(value)
 
 
 def job_to_wire(job: Job) -> dict[str, Any]:
     """The job object of ``GET /jobs/{jobId}``."""
-    return {key: _value(job, name) for name, key in JOB_FIELDS.items()}
+    fields = job.__dict__
+    return {key: fields[name] if conv is None else conv(fields[name])
+            for name, key, conv in _JOB_WIRE}
 
 
 def job_delta(job: Job, changed: Iterable[str]) -> dict[str, Any]:

@@ -79,16 +79,17 @@ async def write_outcomes(
 ) -> Written:
     """Write a batch of outcomes in one transaction.
 
-    On PostgreSQL each outcome is first planned against the job as this worker last saw
-    it and written only if the row's version has not moved since (one statement for the
-    batch, no read); the few whose row someone else changed meanwhile (a cancel request,
-    a reaper, an outside update) are then locked, read and planned again like on SQLite.
+    Each outcome is first planned against the job as this worker last saw it and written
+    only if the row's version has not moved since (PostgreSQL: one guarded statement for
+    the batch, no read; SQLite: the versions alone are read, under the write lock); the
+    few whose row someone else changed meanwhile (a cancel request, a reaper, an outside
+    update) are then locked, read whole and planned again.
     """
     out = Written()
     now = datetime.now(UTC)
     async with db.write() as conn:
         todo = list(outcomes)
-        if not db.is_sqlite and len(todo) > 1:
+        if len(todo) > 1:
             todo, out.changes = await _write_unchanged(conn, todo, now, actor)
         if todo:
             locked = await lock_jobs(conn, [o.job.id for o in todo])

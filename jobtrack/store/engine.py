@@ -20,7 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from jobtrack.errors import DatabaseUnavailable
 
 
-def _json_dumps(value: Any) -> str:
+def json_dumps(value: Any) -> str:
+    """How JSON columns are written (also by ``bulk``'s SQLite path)."""
     return orjson.dumps(value).decode()
 
 
@@ -78,7 +79,7 @@ class Database:
         backend = make_url(url).get_backend_name()
         self.dialect = "postgresql" if backend.startswith("postgres") else backend
         self.is_sqlite = self.dialect == "sqlite"
-        kwargs: dict[str, Any] = {"echo": echo, "json_serializer": _json_dumps,
+        kwargs: dict[str, Any] = {"echo": echo, "json_serializer": json_dumps,
                                   "json_deserializer": _json_loads}
         if self.is_sqlite:
             kwargs["isolation_level"] = "AUTOCOMMIT"

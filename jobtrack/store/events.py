@@ -94,7 +94,7 @@ def flow_row(flow: Flow, kind: EventType, actor: str) -> dict[str, Any]:
 
 
 async def insert_events(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
-    if bulk.wanted(conn, rows):  # PostgreSQL: one INSERT ... SELECT FROM unnest
+    if bulk.wanted(conn, rows):  # a batch: one statement / a driver-level executemany
         await bulk.insert(conn, events, rows)
     elif rows:
         await conn.execute(insert(events), list(rows))

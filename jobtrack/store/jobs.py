@@ -73,7 +73,7 @@ async def insert_jobs(
         if plain:
             await conn.execute(insert(jobs), [job_insert_values(j) for j in plain])
             inserted_ids.update(j.id for j in plain)
-    elif bulk.wanted(conn, new):  # PostgreSQL: one INSERT ... SELECT FROM unnest
+    elif bulk.wanted(conn, new):  # a batch: one statement / a driver-level executemany
         await bulk.insert(conn, jobs, [job_insert_values(j) for j in new])
     else:
         await conn.execute(insert(jobs), [job_insert_values(j) for j in new])

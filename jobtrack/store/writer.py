@@ -125,21 +125,33 @@ def _changed_values(changes: Sequence[Change]) -> list[dict[str, Any]]:
 
 
 async def write_if_unchanged(conn: AsyncConnection, changes: Sequence[Change]) -> set[str]:
-    """PostgreSQL: write the job rows of changes planned without a lock, each only if its
-    row is still at the version it was planned from; return the ids written. The caller
-    then ``persist``-s those with ``rows_written=True`` and re-plans the others."""
+    """Write the job rows of changes planned without a lock, each only if its row is
+    still at the version it was planned from; return the ids written. The caller then
+    ``persist``-s those with ``rows_written=True`` and re-plans the others."""
+    if conn.dialect.name == "sqlite":
+        # this transaction holds SQLite's write lock: what it reads now stays until commit
+        got = await conn.execute(select(jobs.c.id, jobs.c.version)
+                                 .where(jobs.c.id.in_([c.before.id for c in changes])))
+        current = {str(i): v for i, v in got.all()}
+        fresh = [c for c in changes if current.get(c.before.id) == c.before.version]
+        await _write_job_rows(conn, fresh)
+        return {c.before.id for c in fresh}
     rows = _changed_values(changes)
     ids = await bulk.update(conn, jobs, ["id"], rows, version="version", returning="id")
     return {str(i) for i in ids}
 
 
 async def _write_jobs(conn: AsyncConnection, changes: Sequence[Change]) -> None:
-    rows = _changed_values(changes)
-    if bulk.wanted(conn, rows):  # PostgreSQL: one UPDATE ... FROM json rows for the batch
-        await bulk.update(conn, jobs, ["id"], rows)
-    else:
-        await conn.execute(_UPDATE_JOB, [{"_id": r.pop("id"), **r} for r in rows])
+    await _write_job_rows(conn, changes)
     await _write_phases(conn, changes)
+
+
+async def _write_job_rows(conn: AsyncConnection, changes: Sequence[Change]) -> None:
+    rows = _changed_values(changes)
+    if bulk.wanted(conn, rows):  # a batch: one statement / a driver-level executemany
+        await bulk.update(conn, jobs, ["id"], rows)
+    elif rows:
+        await conn.execute(_UPDATE_JOB, [{"_id": r.pop("id"), **r} for r in rows])
 
 
 async def _write_phases(conn: AsyncConnection, changes: Sequence[Change]) -> None:

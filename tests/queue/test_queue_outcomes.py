@@ -1,4 +1,4 @@
-"""Finishing runs without re-reading them (PostgreSQL): each outcome is planned against the
+"""Finishing runs without re-reading them: each outcome is planned against the
 job as its worker last saw it and written only if the row's version has not moved; a row
 that someone else changed meanwhile is planned again from what is stored."""
 
@@ -37,8 +37,6 @@ async def test_version_moves_with_every_change_and_guards_the_write(app: App) ->
     assert {j.version for j in jobs} == {1}
     claimed = await _claim_all(app)
     assert {j.version for j in claimed} == {2}
-    if app.db.is_sqlite:
-        return  # the unlocked write is PostgreSQL's; SQLite's writer holds the lock anyway
     now = datetime.now(UTC)
     fresh = [plan_update(j, JobUpdate(status=JobStatus.COMPLETED), now) for j in claimed[:2]]
     # a change planned from the job as it was before the claim: stale, refused
