@@ -19,6 +19,7 @@ from jobtrack.api.middleware import ApiGuard
 from jobtrack.api.openapi import install_openapi
 from jobtrack.api.ratelimit import RateLimiter
 from jobtrack.api.routes import actions, flows, health, jobs, metrics, queues, stream, webhooks
+from jobtrack.dashboard.page import router as dashboard_router
 from jobtrack.settings import Settings
 from jobtrack.store.engine import Database
 
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     for module in (health, jobs, actions, queues, flows, stream, webhooks):
         app.include_router(module.router)
+    app.include_router(dashboard_router())  # GET /: the dashboard page
     metrics.install(app)  # GET /metrics, and the HTTP request counters
     install_openapi(app, _version(), max_page_size=settings.max_page_size)
     return app
