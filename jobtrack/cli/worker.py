@@ -51,7 +51,10 @@ def _tune_gc() -> None:
     """This process is a worker from here on: what start-up loaded stays (freeze), and the
     young generation is collected every 50,000 new objects instead of every 700, since a
     batch of a thousand jobs makes tens of thousands of short-lived ones (measured: about
-    15% less CPU per job); cycles are still collected, so memory stays flat."""
+    15% less CPU per job). Memory stays flat only because running a job leaves no
+    reference cycle behind (tests/queue/test_queue_memory.py): whatever cyclic garbage
+    there is piles up to that many objects between collections (an ``in_([...])`` built
+    per claim once grew the RSS by 7 MiB over 100,000 jobs)."""
     gc.freeze()
     _, gen1, gen2 = gc.get_threshold()
     gc.set_threshold(50_000, gen1, gen2)

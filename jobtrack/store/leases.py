@@ -8,11 +8,24 @@ no event, one statement for every job the worker runs.
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobtrack.domain.status import JobStatus
 from jobtrack.store.tables import jobs
+
+# built once, the values bound at execution (a per-call ``in_([...])`` leaves a reference
+# cycle behind: see jobtrack/store/claim.py)
+_RENEW = (
+    update(jobs)
+    .where(
+        jobs.c.id.in_(bindparam("ids", expanding=True)),
+        jobs.c.worker_id == bindparam("_worker_id"),
+        jobs.c.status == JobStatus.RUNNING.value,
+    )
+    .values(lease_expires_at=bindparam("lease_until", type_=jobs.c.lease_expires_at.type))
+    .returning(jobs.c.id)
+)
 
 
 async def renew_leases(
@@ -25,17 +38,8 @@ async def renew_leases(
     """
     if not ids:
         return set()
-    stmt = (
-        update(jobs)
-        .where(
-            jobs.c.id.in_(list(ids)),
-            jobs.c.worker_id == worker_id,
-            jobs.c.status == JobStatus.RUNNING.value,
-        )
-        .values(lease_expires_at=lease_until)
-        .returning(jobs.c.id)
-    )
-    return {str(i) for i in (await conn.scalars(stmt)).all()}
+    params = {"ids": list(ids), "_worker_id": worker_id, "lease_until": lease_until}
+    return {str(i) for i in (await conn.scalars(_RENEW, params)).all()}
 
 
 async def expired_ids(conn: AsyncConnection, *, now: datetime, limit: int) -> list[str]:

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import BindParameter, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobtrack.domain.flows import Flow, plan_flow, transition_deltas
@@ -37,6 +37,19 @@ from jobtrack.store.events import change_row, flow_row, insert_events
 from jobtrack.store.tables import flows, job_phases, jobs
 
 RowValues = Mapping[str, Any]
+# Statements built once, their ids bound at execution (expanding IN): building
+# ``column.in_([...])`` per call leaves a reference cycle of ten objects behind (see
+# jobtrack/store/claim.py), for the cyclic GC only.
+_IDS: BindParameter[str] = bindparam("ids", expanding=True)
+_LOCK_JOBS = (select_jobs_with_phases().where(jobs.c.id.in_(_IDS))
+              .order_by(jobs.c.id.desc(), "p_position").with_for_update(of=jobs))
+_LOCK_TENANT_JOBS = (select_jobs_with_phases()
+                     .where(jobs.c.id.in_(_IDS), jobs.c.tenant == bindparam("tenant"))
+                     .order_by(jobs.c.id.desc(), "p_position").with_for_update(of=jobs))
+_PHASES_OF = (select(job_phases).where(job_phases.c.job_id.in_(_IDS))
+              .order_by(job_phases.c.job_id, job_phases.c.position))
+_VERSIONS = select(jobs.c.id, jobs.c.version).where(jobs.c.id.in_(_IDS))
+_LOCK_FLOWS = select(flows).where(flows.c.id.in_(_IDS)).order_by(flows.c.id).with_for_update()
 _UPDATE_JOB = update(jobs).where(jobs.c.id == bindparam("_id"))
 _UPDATE_PHASE = update(job_phases).where(
     job_phases.c.job_id == bindparam("_job_id"), job_phases.c.position == bindparam("_position")
@@ -54,11 +67,11 @@ async def lock_jobs(
     """Load and lock jobs (``FOR UPDATE`` on PostgreSQL), children before parents."""
     if not ids:
         return {}
-    query = select_jobs_with_phases().where(jobs.c.id.in_(list(ids)))
+    params: dict[str, Any] = {"ids": list(ids)}
     if tenant is not None:
-        query = query.where(jobs.c.tenant == tenant)
-    query = query.order_by(jobs.c.id.desc(), "p_position").with_for_update(of=jobs)
-    rows = (await conn.execute(query)).mappings()
+        params["tenant"] = tenant
+    query = _LOCK_JOBS if tenant is None else _LOCK_TENANT_JOBS
+    rows = (await conn.execute(query, params)).mappings()
     found = {job.id: job for job in jobs_from_joined_rows(rows)}
     if conn.dialect.name == "postgresql" and any(j.phases for j in found.values()):
         # A row we had to wait for is re-read once its lock is ours, but the phases joined
@@ -71,9 +84,7 @@ async def lock_jobs(
 
 
 async def _phases_of(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, list[Phase]]:
-    rows = await conn.execute(
-        select(job_phases).where(job_phases.c.job_id.in_(list(ids)))
-        .order_by(job_phases.c.job_id, job_phases.c.position))
+    rows = await conn.execute(_PHASES_OF, {"ids": list(ids)})
     out: dict[str, list[Phase]] = {}
     for r in rows.mappings():
         out.setdefault(r["job_id"], []).append(phase_from_row(cast(RowValues, r), prefix=""))
@@ -130,8 +141,7 @@ async def write_if_unchanged(conn: AsyncConnection, changes: Sequence[Change]) -
     ``persist``-s those with ``rows_written=True`` and re-plans the others."""
     if conn.dialect.name == "sqlite":
         # this transaction holds SQLite's write lock: what it reads now stays until commit
-        got = await conn.execute(select(jobs.c.id, jobs.c.version)
-                                 .where(jobs.c.id.in_([c.before.id for c in changes])))
+        got = await conn.execute(_VERSIONS, {"ids": [c.before.id for c in changes]})
         current = {str(i): v for i, v in got.all()}
         fresh = [c for c in changes if current.get(c.before.id) == c.before.version]
         await _write_job_rows(conn, fresh)
@@ -230,10 +240,7 @@ async def _move_flow_counters(
                                  "jobId": c.after.id, **dict(c.after.error or {})}
     if not moves:
         return []
-    rows = await conn.execute(
-        select(flows).where(flows.c.id.in_(sorted(moves))).order_by(flows.c.id)
-        .with_for_update()
-    )
+    rows = await conn.execute(_LOCK_FLOWS, {"ids": sorted(moves)})
     events: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
     for row in rows.mappings():
