@@ -15,14 +15,25 @@ from jobtrack.domain.status import JobStatus
 from jobtrack.store.tables import jobs
 
 # built once, the values bound at execution (a per-call ``in_([...])`` leaves a reference
-# cycle behind: see jobtrack/store/claim.py)
-_RENEW = (
-    update(jobs)
+# cycle behind: see jobtrack/store/claim.py). The rows are locked first, in descending id
+# order like every other writer of jobs (store/writer.py), so a heartbeat and the same
+# worker's flush of finished jobs cannot deadlock on each other.
+_HELD = (
+    select(jobs.c.id)
     .where(
         jobs.c.id.in_(bindparam("ids", expanding=True)),
         jobs.c.worker_id == bindparam("_worker_id"),
         jobs.c.status == JobStatus.RUNNING.value,
     )
+    .order_by(jobs.c.id.desc())
+    .with_for_update()
+)
+_RENEW = (
+    update(jobs)
+    .where(jobs.c.id.in_(_HELD.scalar_subquery()),
+           # the lock may have waited for a writer: check again what it found
+           jobs.c.worker_id == bindparam("_worker_id"),
+           jobs.c.status == JobStatus.RUNNING.value)
     .values(lease_expires_at=bindparam("lease_until", type_=jobs.c.lease_expires_at.type))
     .returning(jobs.c.id)
 )
