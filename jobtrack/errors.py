@@ -64,6 +64,13 @@ class Conflict(JobtrackError):
     code = "conflict"
 
 
+class WriteConflict(Conflict):
+    """The write collided with a concurrent one (a deadlock the database broke by rolling
+    this transaction back): nothing was written; the same request may simply be retried."""
+
+    code = "write_conflict"
+
+
 class NotFound(JobtrackError):
     """Not found."""
 

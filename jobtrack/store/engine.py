@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from jobtrack.errors import DatabaseUnavailable
+from jobtrack.errors import DatabaseUnavailable, WriteConflict
 
 
 def json_dumps(value: Any) -> str:
@@ -52,6 +52,16 @@ def sync_url(url: str) -> str:
     if parsed.get_backend_name() == "sqlite":
         return str(parsed.set(drivername="sqlite"))
     return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+
+#: PostgreSQL's deadlock_detected and serialization_failure: the transaction was rolled
+#: back whole and may be retried as it is
+_RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def _is_write_conflict(exc: BaseException) -> bool:
+    orig = getattr(exc, "orig", None)
+    return getattr(orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
 
 
 def is_unavailable(exc: BaseException) -> bool:
@@ -121,6 +131,10 @@ class Database:
         except (DBAPIError, OSError) as exc:
             if is_unavailable(exc):
                 raise DatabaseUnavailable() from exc
+            if _is_write_conflict(exc):
+                raise WriteConflict(
+                    "this change collided with a concurrent one and was rolled back; "
+                    "nothing was written: retry it") from exc
             raise
 
     @asynccontextmanager

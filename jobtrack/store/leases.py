@@ -14,35 +14,30 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from jobtrack.domain.status import JobStatus
 from jobtrack.store.tables import jobs
 
-# built once, the values bound at execution (a per-call ``in_([...])`` leaves a reference
-# cycle behind: see jobtrack/store/claim.py). The rows are locked first, in descending id
-# order like every other writer of jobs (store/writer.py), so a heartbeat and the same
-# worker's flush of finished jobs cannot deadlock on each other.
-_HELD = (
-    select(jobs.c.id)
-    .where(
-        jobs.c.id.in_(bindparam("ids", expanding=True)),
-        jobs.c.worker_id == bindparam("_worker_id"),
-        jobs.c.status == JobStatus.RUNNING.value,
-    )
-    .order_by(jobs.c.id.desc())
-    .with_for_update()
+# Built once, the values bound at execution (a per-call ``in_([...])`` leaves a reference
+# cycle behind: see jobtrack/store/claim.py). The heartbeat never waits for a row lock:
+# rows another transaction holds (typically this worker's own flush, finishing them) are
+# skipped this round (the lease has two more rounds before it ends), so a heartbeat
+# cannot deadlock with a writer.
+_MINE = (
+    jobs.c.id.in_(bindparam("ids", expanding=True)),
+    jobs.c.worker_id == bindparam("_worker_id"),
+    jobs.c.status == JobStatus.RUNNING.value,
 )
 _RENEW = (
     update(jobs)
-    .where(jobs.c.id.in_(_HELD.scalar_subquery()),
-           # the lock may have waited for a writer: check again what it found
-           jobs.c.worker_id == bindparam("_worker_id"),
-           jobs.c.status == JobStatus.RUNNING.value)
+    .where(jobs.c.id.in_(select(jobs.c.id).where(*_MINE).with_for_update(skip_locked=True)
+                         .scalar_subquery()))
     .values(lease_expires_at=bindparam("lease_until", type_=jobs.c.lease_expires_at.type))
-    .returning(jobs.c.id)
 )
+_HELD = select(jobs.c.id).where(*_MINE)
 
 
 async def renew_leases(
     conn: AsyncConnection, *, worker_id: str, ids: Sequence[str], lease_until: datetime
 ) -> set[str]:
-    """Extend the lease of ``ids`` still running under ``worker_id``; return those ids.
+    """Extend the lease of ``ids`` still running under ``worker_id``; return the ids this
+    worker still holds (renewed now, or locked by a writer at this moment).
 
     An id missing from the answer is a job this worker no longer owns (it was reaped,
     cancelled, or retried elsewhere): its outcome must be discarded.
@@ -50,7 +45,8 @@ async def renew_leases(
     if not ids:
         return set()
     params = {"ids": list(ids), "_worker_id": worker_id, "lease_until": lease_until}
-    return {str(i) for i in (await conn.scalars(_RENEW, params)).all()}
+    await conn.execute(_RENEW, params)
+    return {str(i) for i in (await conn.scalars(_HELD, params)).all()}
 
 
 async def expired_ids(conn: AsyncConnection, *, now: datetime, limit: int) -> list[str]:
