@@ -6,13 +6,16 @@ heartbeat) renews the lease for as long as the claim asked, on any API process.
 """
 
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Annotated
 
-from fastapi import Path
+from fastapi import Path, Request
 from pydantic import AfterValidator
 
+from jobtrack.api.middleware import request_context
 from jobtrack.api.schemas import ProgressIn, clean_text
 from jobtrack.domain.jobs import Progress
+from jobtrack.errors import ValidationFailed
 from jobtrack.store.keys import ApiKey
 
 JobId = Annotated[str, Path(alias="jobId", min_length=1, max_length=64,
@@ -25,6 +28,22 @@ PhaseName = Annotated[str, Path(alias="phase", min_length=1, max_length=200),
 QueryText = Annotated[str, AfterValidator(clean_text)]
 
 _HOLDER = "http:"
+
+
+def check_page_size(limit: int, max_page_size: int) -> None:
+    """A list's ``limit`` within the configured page size (the schema's bound is wider)."""
+    if limit > max_page_size:
+        raise ValidationFailed(
+            f"invalid query: limit: must be at most {max_page_size}",
+            details={"field": "limit", "max": max_page_size},
+        )
+
+
+def note_status_alias(request: Request, status: Enum | None) -> None:
+    """A ``?status=`` alias answers with a ``Deprecation`` header naming the canonical value."""
+    raw = request.query_params.get("status")
+    if status is not None and raw is not None and raw != status.value:
+        request_context(request.scope).deprecation = (raw.strip().lower(), status.value)
 
 
 def holder_id(key: ApiKey, lease_seconds: float) -> str:

@@ -23,13 +23,21 @@ from jobtrack.api.flow_schemas import (
     Include,
 )
 from jobtrack.api.middleware import request_context
-from jobtrack.api.params import JobId, QueryText, held_term, progress_of, utcnow
+from jobtrack.api.params import (
+    JobId,
+    QueryText,
+    check_page_size,
+    held_term,
+    note_status_alias,
+    progress_of,
+    utcnow,
+)
 from jobtrack.api.responses import AUTHENTICATED, errors, json_response
 from jobtrack.api.schemas import JobPublic, StatusIn
 from jobtrack.domain.jobs import UNSET, Change, Job, JobUpdate, plan_update
 from jobtrack.domain.status import FlowStatus, JobStatus
 from jobtrack.domain.wire import flow_to_wire, job_to_wire
-from jobtrack.errors import NotFound, ValidationFailed
+from jobtrack.errors import NotFound
 from jobtrack.store import flows as store
 from jobtrack.store.jobs import change_job
 from jobtrack.store.leases import renew_leases
@@ -112,14 +120,8 @@ async def list_flows(
                                         description="nextCursor of the previous page")] = None,
 ) -> Response:
     """Flows of the caller's tenant (every tenant for an admin), newest first."""
-    if limit > state.settings.max_page_size:
-        raise ValidationFailed(
-            f"invalid query: limit: must be at most {state.settings.max_page_size}",
-            details={"field": "limit", "max": state.settings.max_page_size},
-        )
-    raw = request.query_params.get("status")
-    if status is not None and raw is not None and raw != status.value:
-        request_context(request.scope).deprecation = (raw.strip().lower(), status.value)
+    check_page_size(limit, state.settings.max_page_size)
+    note_status_alias(request, status)
     async with state.db.read() as conn:
         items, next_cursor = await store.list_flows(
             conn, tenant=caller.scope, limit=limit, cursor=cursor, flowname=flowname,

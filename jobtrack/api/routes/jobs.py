@@ -12,7 +12,15 @@ from starlette.responses import Response
 
 from jobtrack.api.deps import CallerDep, StateDep
 from jobtrack.api.middleware import request_context
-from jobtrack.api.params import JobId, QueryText, held_term, progress_of, utcnow
+from jobtrack.api.params import (
+    JobId,
+    QueryText,
+    check_page_size,
+    held_term,
+    note_status_alias,
+    progress_of,
+    utcnow,
+)
 from jobtrack.api.responses import AUTHENTICATED, errors, json_response
 from jobtrack.api.schemas import (
     JobCreate,
@@ -33,7 +41,6 @@ from jobtrack.domain.jobs import (
 )
 from jobtrack.domain.status import JobStatus
 from jobtrack.domain.wire import iso, job_to_wire
-from jobtrack.errors import ValidationFailed
 from jobtrack.store.events import history
 from jobtrack.store.jobs import JobFilter, change_job, get_job, insert_jobs, list_jobs, not_found
 from jobtrack.store.leases import renew_leases
@@ -100,14 +107,8 @@ async def list_jobs_route(
                                         description="nextCursor of the previous page")] = None,
 ) -> Response:
     """Jobs of the caller's tenant (every tenant for an admin), newest first."""
-    if limit > state.settings.max_page_size:
-        raise ValidationFailed(
-            f"invalid query: limit: must be at most {state.settings.max_page_size}",
-            details={"field": "limit", "max": state.settings.max_page_size},
-        )
-    raw = request.query_params.get("status")
-    if status is not None and raw is not None and raw != status.value:
-        request_context(request.scope).deprecation = (raw.strip().lower(), status.value)
+    check_page_size(limit, state.settings.max_page_size)
+    note_status_alias(request, status)
     flt = JobFilter(tenant=caller.scope, status=status, queue_name=queue_name,
                     flow_id=flow_id, name=name)
     async with state.db.read() as conn:

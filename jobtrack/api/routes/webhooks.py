@@ -9,11 +9,11 @@ from pydantic import AfterValidator, Field, StringConstraints
 from starlette.responses import Response
 
 from jobtrack.api.deps import CallerDep, StateDep
+from jobtrack.api.params import check_page_size
 from jobtrack.api.responses import AUTHENTICATED, errors, json_response
 from jobtrack.api.schemas import ApiModel, InputModel, Name, clean_text
 from jobtrack.domain.status import DeliveryStatus
 from jobtrack.domain.wire import iso
-from jobtrack.errors import ValidationFailed
 from jobtrack.store.webhooks import Delivery, Webhook
 from jobtrack.webhooks import registry
 
@@ -154,10 +154,7 @@ async def list_deliveries(
                                         description="nextCursor of the previous page")] = None,
 ) -> Response:
     """The delivery log: status, attempts, last status code and error of each delivery."""
-    if limit > state.settings.max_page_size:
-        raise ValidationFailed(
-            f"invalid query: limit: must be at most {state.settings.max_page_size}",
-            details={"field": "limit", "max": state.settings.max_page_size})
+    check_page_size(limit, state.settings.max_page_size)
     items = await registry.deliveries(state.db, webhook_id, tenant=caller.scope, limit=limit,
                                       before=int(cursor) if cursor else None)
     next_cursor = str(items[-1].id) if len(items) == limit else None
