@@ -150,3 +150,32 @@ async def test_two_workers_never_run_the_same_job(pg_url: str, running: Running)
     assert len(counts) == 400 and set(counts.values()) == {1}
     assert w1.stats.completed + w2.stats.completed == 400
     assert w1.stats.completed > 0 and w2.stats.completed > 0
+
+
+async def test_a_heartbeat_skips_a_row_a_writer_holds_and_still_counts_it_held(
+    pg_url: str,
+) -> None:
+    """The heartbeat never waits on a row lock (so it cannot deadlock with the worker's own
+    flush); a held row is not renewed this round, and not reported lost either."""
+    from sqlalchemy import text
+
+    from jobtrack.store import leases
+
+    app = App(pg_url)
+    try:
+        a = await app.enqueue("orphan")
+        b = await app.enqueue("orphan")
+        await _claim_as_dead_worker(app, lease_seconds=30)
+        later = datetime.now(UTC) + timedelta(seconds=300)
+        async with app.db.write() as holder:  # a writer holds job a's row
+            await holder.execute(text("SELECT id FROM jobs WHERE id = :i FOR UPDATE"),
+                                 {"i": a.id})
+            async with app.db.write() as conn:
+                kept = await asyncio.wait_for(leases.renew_leases(
+                    conn, worker_id="dead-worker", ids=[a.id, b.id], lease_until=later), 5)
+        assert kept == {a.id, b.id}
+        stored_a, stored_b = await app.get_job(a.id), await app.get_job(b.id)
+        assert stored_b is not None and stored_b.lease_expires_at == later
+        assert stored_a is not None and stored_a.lease_expires_at != later
+    finally:
+        await app.close()
