@@ -8,6 +8,7 @@ flow is finished.
 """
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -28,6 +29,7 @@ from jobtrack.cli.common import console, migrate_if_wanted, settings_of
 from jobtrack.domain.flows import Flow
 from jobtrack.domain.jobs import Job, plan_pause
 from jobtrack.domain.status import TERMINAL, FlowStatus, JobStatus, PhaseStatus
+from jobtrack.errors import Conflict, InvalidTransition
 from jobtrack.settings import Settings
 from jobtrack.store import events as store_events
 from jobtrack.store import flows as store_flows
@@ -129,10 +131,13 @@ async def _watch(db: Database, flow_id: str, pause: bool, timeout: float) -> Flo
             if pause and paused is None:
                 target = next((j for j in jobs if j.current_phase is not None
                                and j.status is JobStatus.RUNNING), None)
-                if target is not None and target.current_phase is not None:
-                    phase = target.current_phase.name
-                    await _pause(db, target.id, phase, resume=False)
-                    paused = (target.id, phase, time.monotonic())
+                if target is not None:
+                    # its current phase when the pause is written (it may have moved on
+                    # since this read); a job that finished meanwhile: try another later
+                    with contextlib.suppress(Conflict, InvalidTransition):
+                        after = await _pause(db, target.id, None, resume=False)
+                        if after.current_phase is not None:
+                            paused = (target.id, after.current_phase.name, time.monotonic())
             if paused is not None and not resumed:
                 note = f"{paused[1]} of {_label(jobs, paused[0])} paused (as POST " \
                        f"/jobs/{{id}}/phases/{paused[1]}/pause would); resuming shortly"
@@ -145,11 +150,12 @@ async def _watch(db: Database, flow_id: str, pause: bool, timeout: float) -> Flo
             await asyncio.sleep(0.15)
 
 
-async def _pause(db: Database, job_id: str, phase: str, *, resume: bool) -> None:
+async def _pause(db: Database, job_id: str, phase: str | None, *, resume: bool) -> Job:
     now = datetime.now(UTC)
     async with db.write() as conn:
-        await change_job(conn, job_id, lambda job: plan_pause(job, now, phase, resume=resume),
-                         tenant=None, actor="demo", now=now)
+        return await change_job(
+            conn, job_id, lambda job: plan_pause(job, now, phase, resume=resume),
+            tenant=None, actor="demo", now=now)
 
 
 def _label(jobs: list[Job], job_id: str) -> str:
