@@ -22,7 +22,13 @@ from rich.tree import Tree
 from jobtrack.cli.common import console, out, run, settings_of
 from jobtrack.domain.flows import Flow
 from jobtrack.domain.jobs import Job, Phase
-from jobtrack.domain.status import FlowStatus, JobStatus, PhaseStatus, normalize_status
+from jobtrack.domain.status import (
+    FLOW_TERMINAL,
+    FlowStatus,
+    JobStatus,
+    PhaseStatus,
+    normalize_status,
+)
 from jobtrack.errors import NotFound
 from jobtrack.settings import Settings
 from jobtrack.store import flows as store_flows
@@ -38,7 +44,6 @@ STYLE = {
     PhaseStatus.NOT_STARTED.value: "dim",
     PhaseStatus.PAUSED.value: "blue",
 }
-FINISHED = frozenset({FlowStatus.COMPLETED, FlowStatus.FAILED, FlowStatus.CANCELLED})
 
 
 def _status(value: str) -> Text:
@@ -131,7 +136,7 @@ async def watch(settings: Settings, flow_id: str, max_jobs: int, interval: float
     """Redraw the flow every ``interval`` seconds until it is finished."""
     flow, jobs = await load(settings, flow_id, max_jobs)
     with Live(render_flow(flow, jobs), console=out, auto_refresh=False) as live:
-        while flow.status not in FINISHED or flow.progress.running:
+        while flow.status not in FLOW_TERMINAL or flow.progress.running:
             await asyncio.sleep(interval)
             flow, jobs = await load(settings, flow_id, max_jobs)
             live.update(render_flow(flow, jobs), refresh=True)

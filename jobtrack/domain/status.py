@@ -84,6 +84,10 @@ class FlowStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+#: a finished flow: it changes again only if one of its jobs is retried
+FLOW_TERMINAL: Final = frozenset({FlowStatus.COMPLETED, FlowStatus.FAILED, FlowStatus.CANCELLED})
+
+
 class DeliveryStatus(StrEnum):
     """Status of one webhook delivery (the ``webhook_deliveries`` table's CHECK)."""
 
@@ -100,6 +104,21 @@ class Action(StrEnum):
 
     UPDATE = "update"
     RETRY = "retry"
+
+
+class StopReason(StrEnum):
+    """Why a worker stopped waiting for one run of a job; its checkpoints then stop it.
+
+    ``interrupted`` and ``timeout`` are also the ``error.code`` of the failure the worker
+    records for that run.
+    """
+
+    #: the worker no longer holds the job (reaped, cancelled or retried elsewhere)
+    LOST = "lost"
+    #: the worker shut down before the run finished
+    INTERRUPTED = "interrupted"
+    #: the task ran past its timeout
+    TIMEOUT = "timeout"
 
 
 # --- transitions -------------------------------------------------------------------

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from jobtrack.domain.flows import Flow, FlowNode
 from jobtrack.domain.jobs import Job
-from jobtrack.domain.status import FlowStatus
+from jobtrack.domain.status import FLOW_TERMINAL
 from jobtrack.errors import ValidationFailed
 from jobtrack.queue.tasks import TaskRegistry
 from jobtrack.store import flows as store_flows
@@ -36,8 +36,6 @@ from jobtrack.store import keys as store_keys
 if TYPE_CHECKING:
     from jobtrack.queue.app import App
 
-#: flow statuses :func:`wait_flow` stops at
-FINISHED: Final = frozenset({FlowStatus.COMPLETED, FlowStatus.FAILED, FlowStatus.CANCELLED})
 #: options of a flow job, accepted with a leading underscore
 FLOW_OPTIONS: Final = frozenset({"queue", "priority", "delay", "run_at", "max_attempts",
                                  "phases"})
@@ -155,7 +153,7 @@ async def wait_flow(app: "App", flow_id: str, timeout: float | None = None) -> F
         if flow is None:
             raise store_flows.not_found(flow_id)
         p = flow.progress
-        if flow.status in FINISHED:
+        if flow.status in FLOW_TERMINAL:
             return flow
         if deadline is not None and time.monotonic() >= deadline:
             raise TimeoutError(f"flow {flow_id} is still {flow.status.value} after "
