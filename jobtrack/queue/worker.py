@@ -35,11 +35,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from jobtrack.domain.jobs import Change, Job, JobUpdate, plan_update
-from jobtrack.domain.status import JobStatus
+from jobtrack.domain.status import JobStatus, StopReason
 from jobtrack.errors import NotFound, ValidationFailed
 from jobtrack.queue.app import App
 from jobtrack.queue.context import JobContext, LeaseLost
-from jobtrack.queue.execution import INTERRUPTED, execute
+from jobtrack.queue.execution import execute
 from jobtrack.queue.outcomes import Outcome, owned, write_outcomes
 from jobtrack.queue.reaper import reap
 from jobtrack.store import claim as store_claim
@@ -249,7 +249,7 @@ class Worker:
             if late:
                 log.warning("interrupting %d job(s) still running", len(late))
                 for run in list(self._running.values()):
-                    run.ctx.stopped = INTERRUPTED
+                    run.ctx.stopped = StopReason.INTERRUPTED
                     run.task.cancel()
                 await asyncio.wait(late, timeout=5)
 
@@ -320,7 +320,7 @@ class Worker:
                 if job_id not in kept and run is not None and run.ctx.stopped is None:
                     log.warning("job %s: lease lost; stopping it", job_id)
                     self.stats.lost += 1
-                    run.ctx.stopped = "lost"
+                    run.ctx.stopped = StopReason.LOST
                     run.task.cancel()
 
     async def _reaper_loop(self) -> None:
