@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 DESCRIPTION: Final = """\
-jobtrack's HTTP API: jobs, queues and their status (`shared/spec/api.md`).
+jobtrack's HTTP API: jobs, queues and their status (`docs/reference/http-api.md`).
 
 **Auth**: `Authorization: Bearer <key>` (from `jobtrack keys create --tenant NAME`) on
 every route but `/healthz` and `/readyz`. A key sees its tenant only: another tenant's

@@ -1,4 +1,4 @@
-"""Hostile input (targets.md R8): oversized and streamed bodies, deep JSON, huge and odd
+"""Hostile input (docs/targets.md R8): oversized and streamed bodies, deep JSON, huge and odd
 strings, SQL-looking text, bad enums, ids, cursors and types. Every refusal is a 4xx in
 the error envelope with a clear message, and nothing is stored."""
 
