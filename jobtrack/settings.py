@@ -21,8 +21,9 @@ class Settings(BaseSettings):
 
     #: ``sqlite:///path`` (default, embedded) or ``postgresql://user@host/db``
     database_url: str = DEFAULT_DATABASE_URL
-    #: connections per process to PostgreSQL
-    pool_size: Annotated[int, Field(ge=1, le=200)] = 10
+    #: connections each process keeps open to PostgreSQL (and the most it opens: a
+    #: request that finds them all busy waits for one)
+    pool_size: Annotated[int, Field(ge=1, le=200)] = 20
 
     # --- HTTP API ---
     #: requests per minute per API key, shared by every API process on the database

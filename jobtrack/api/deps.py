@@ -30,7 +30,9 @@ class ApiState:
     limiter: RateLimiter
 
 
-def api_state(request: Request) -> ApiState:
+async def api_state(request: Request) -> ApiState:
+    # async on purpose: FastAPI runs a plain ``def`` dependency on a worker thread,
+    # a thread hop per request for a dictionary lookup
     state = getattr(request.app.state, "jobtrack", None)
     if not isinstance(state, ApiState):
         raise RuntimeError("the jobtrack API is not started: run it with its lifespan")
@@ -40,11 +42,11 @@ def api_state(request: Request) -> ApiState:
 StateDep = Annotated[ApiState, Depends(api_state)]
 
 
-def _db(state: StateDep) -> Database:
+async def _db(state: StateDep) -> Database:
     return state.db
 
 
-def _settings(state: StateDep) -> Settings:
+async def _settings(state: StateDep) -> Settings:
     return state.settings
 
 

@@ -95,7 +95,9 @@ class Database:
             kwargs["isolation_level"] = "AUTOCOMMIT"
             kwargs["connect_args"] = {"timeout": 30}
         else:
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False,
+            # no overflow: an overflow connection is closed when it is given back, so a
+            # burst above pool_size would open (and PostgreSQL fork) a backend per request
+            kwargs.update(pool_size=pool_size, max_overflow=0, pool_pre_ping=False,
                           pool_recycle=3600, pool_timeout=10)
         self.engine: AsyncEngine = create_async_engine(async_url(url), **kwargs)
         if self.is_sqlite:
