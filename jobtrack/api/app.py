@@ -22,6 +22,7 @@ from jobtrack.api.routes import actions, flows, health, jobs, metrics, queues, s
 from jobtrack.dashboard.page import router as dashboard_router
 from jobtrack.settings import Settings
 from jobtrack.store.engine import Database
+from jobtrack.store.group_commit import InsertBatcher
 
 
 def _version() -> str:
@@ -38,18 +39,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(settings.database_url, pool_size=settings.pool_size)
-        app.state.jobtrack = ApiState(
+        state = app.state.jobtrack = ApiState(
             settings=settings,
             db=db,
             keys=KeyCache(db, ttl=settings.key_cache_seconds),
             limiter=RateLimiter(db, limit=settings.rate_limit_per_minute,
                                 chunk=settings.chunk()),
+            inserter=InsertBatcher(db),
         )
         await stream.start_live(app, db, settings)
         try:
             yield
         finally:
             await stream.stop_live(app)
+            await state.inserter.close()
             app.state.jobtrack = None
             await db.dispose()
 

@@ -34,6 +34,7 @@ from jobtrack.settings import Settings
 from jobtrack.store import jobs as store_jobs
 from jobtrack.store import keys as store_keys
 from jobtrack.store.engine import Database
+from jobtrack.store.group_commit import InsertBatcher
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -61,6 +62,7 @@ class App:
         #: the URL was chosen in code (a worker CLI's --database-url does not override it)
         self.explicit_url = database_url is not None
         self._db: Database | None = None
+        self._batcher: InsertBatcher | None = None
         self._tenant_ready = False
 
     # --- configuration ------------------------------------------------------------
@@ -115,6 +117,9 @@ class App:
         _ = self.db
 
     async def close(self) -> None:
+        if self._batcher is not None:
+            await self._batcher.close()
+            self._batcher = None
         if self._db is not None:
             db, self._db = self._db, None
             self._tenant_ready = False
@@ -177,7 +182,14 @@ class App:
         data = {k: v for k, v in kwargs.items() if not k.startswith("_")}
         options = {k[1:]: v for k, v in kwargs.items() if k.startswith("_")}
         now = datetime.now(UTC)
-        return (await self._insert([self.build_job(name, data, now, options)], now))[0]
+        job = self.build_job(name, data, now, options)
+        if not self._tenant_ready:
+            return (await self._insert([job], now))[0]
+        # concurrent enqueues share commits (group commit); each returns once it is durable
+        if self._batcher is None:
+            self._batcher = InsertBatcher(self.db)
+        stored, _ = await self._batcher.insert(job, actor=f"app:{self.tenant}")
+        return stored
 
     async def enqueue_many(
         self, name: str, items: Iterable[Mapping[str, Any]], /, **options: Any

@@ -42,7 +42,7 @@ from jobtrack.domain.jobs import (
 from jobtrack.domain.status import JobStatus
 from jobtrack.domain.wire import iso, job_to_wire
 from jobtrack.store.events import history
-from jobtrack.store.jobs import JobFilter, change_job, get_job, insert_jobs, list_jobs, not_found
+from jobtrack.store.jobs import JobFilter, change_job, get_job, list_jobs, not_found
 from jobtrack.store.leases import renew_leases
 
 router = APIRouter(tags=["jobs"])
@@ -67,8 +67,7 @@ async def create_job(body: JobCreate, caller: CallerDep, state: StateDep) -> Res
         run_at=run_at, max_attempts=body.max_attempts or state.settings.default_max_attempts,
         idempotency_key=body.idempotency_key,
     )
-    async with state.db.write() as conn:
-        [(stored, fresh)] = await insert_jobs(conn, [job], actor=caller.actor)
+    stored, fresh = await state.inserter.insert(job, actor=caller.actor)
     wire = job_to_wire(stored)
     return json_response({"jobId": stored.id, "status": wire["status"], "job": wire},
                          201 if fresh else 200)
