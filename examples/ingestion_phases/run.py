@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 from rich.console import Console
 
 from examples.ingestion_phases.tasks import PHASES, QUEUE, TASK
@@ -66,11 +67,27 @@ async def _follow(jt: Client, run: Run, console: Console, until: Any,
         await asyncio.sleep(POLL_SECONDS)
 
 
+async def wait_ready(url: str, timeout: float = 60.0) -> None:
+    """Until the server answers ``GET /readyz`` (it may still be starting)."""
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(base_url=url, timeout=2) as http:
+        while True:
+            try:
+                if (await http.get("/readyz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{url} is not ready after {timeout:g} s")
+            await asyncio.sleep(0.2)
+
+
 async def ingest(url: str, key: str, *, document: str = "report.pdf", pages: int = 5,
                  hold: float = 2.0, timeout: float = 60.0,
                  console: Console | None = None) -> Run:
     """Enqueue, pause ``embedding`` while it runs, hold ``hold`` seconds, resume, wait."""
     console = console or Console(highlight=False, soft_wrap=True)
+    await wait_ready(url)
     async with Client(url, key) as jt:
         created = await jt.create_job(QUEUE, TASK, data={"document": document, "pages": pages},
                                       phases=PHASES)

@@ -76,7 +76,7 @@ async function poll(base: string, key: string): Promise<JobView[]> {
 }
 
 async function main(): Promise<void> {
-  const [base, key, jobs = "2", seconds = "30"] = process.argv.slice(2);
+  const [base, key, expected = "2", seconds = "30"] = process.argv.slice(2);
   if (base === undefined || key === undefined) {
     throw new Error("usage: consumer.js URL KEY [JOBS] [SECONDS]");
   }
@@ -84,8 +84,15 @@ async function main(): Promise<void> {
   const shown = new Map<string, string>();
   const finished: Record<string, JobStatusStatus> = {};
   console.log(`watching queue ${QUEUE}`);
-  while (Object.keys(finished).length < Number(jobs) && Date.now() < deadline) {
-    for (const job of await poll(base, key)) {
+  while (Object.keys(finished).length < Number(expected) && Date.now() < deadline) {
+    let jobs: JobView[] = [];
+    try {
+      jobs = await poll(base, key);
+    } catch (err: unknown) {
+      // the server may still be starting: try again until the deadline
+      if (Date.now() >= deadline) throw err;
+    }
+    for (const job of jobs) {
       const line = `${LABELS[job.status]} (${job.status}, step ${job.step})` +
         (job.error === null ? "" : `: ${job.error}`);
       if (shown.get(job.jobId) !== line) {

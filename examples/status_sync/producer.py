@@ -41,6 +41,19 @@ class LegacyProducer:
         self.http = httpx.Client(base_url=url, timeout=10,
                                  headers={"Authorization": f"Bearer {key}"})
 
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Until the server answers ``GET /readyz`` (it may still be starting)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if self.http.get("/readyz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.http.base_url} is not ready after {timeout:g} s")
+            time.sleep(0.2)
+
     def close(self) -> None:
         self.http.close()
 
@@ -62,6 +75,7 @@ def produce(producer: LegacyProducer, console: Console, pause: float = 0.5
             ) -> tuple[list[str], list[Answer]]:
     """Run one job to ``COMPLETED`` and one to ``ERROR``: their ids, and every answer."""
     answers: list[Answer] = []
+    producer.wait_ready()
 
     def say(job_id: str, legacy: str, **fields: Any) -> None:
         time.sleep(pause)
