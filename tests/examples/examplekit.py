@@ -1,6 +1,6 @@
-"""Helpers of the example tests: the repository root on ``sys.path`` (the examples are
-imported as ``examples.*``, as their docs run them), real ``jobtrack serve`` / ``jobtrack
-worker`` subprocesses on the test's database, and a key from ``jobtrack keys create``."""
+"""Helpers of the example tests: real ``jobtrack serve`` / ``jobtrack worker``
+subprocesses on the test's database, run from the repository root (where the examples
+import as ``examples.*``), and a key from ``jobtrack keys create``."""
 
 import os
 import socket
@@ -14,8 +14,6 @@ from pathlib import Path
 import httpx
 
 REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
 
 def free_port() -> int:

@@ -41,7 +41,7 @@ async def test_pause_and_resume_a_phase_while_a_real_worker_ingests(
     with serving(db_url, tmp_path) as base, \
             working(db_url, "examples.ingestion_phases.tasks:app", tmp_path, QUEUE,
                     env=WORKER_ENV):
-        run = await ingest(base, key, document="manual.pdf", pages=4, hold=2.0)
+        run = await ingest(base, key, document="manual.pdf", pages=5, hold=2.0)
         auth = {"Authorization": f"Bearer {key}"}
         with httpx.Client(base_url=base, headers=auth, timeout=10) as http:
             history = http.get(f"/jobs/{run.job_id}/history").json()
@@ -88,7 +88,7 @@ async def test_pause_and_resume_a_phase_while_a_real_worker_ingests(
     assert all(p["status"] == PhaseStatus.COMPLETED for p in final["phases"])
     assert all(p["progress"]["done"] == p["progress"]["total"] for p in final["phases"])
     assert all(p["progress"]["percentage"] == 100 for p in final["phases"])
-    assert final["result"] == {"document": "manual.pdf", "pages": 4, "chunks": 16}
+    assert final["result"] == {"document": "manual.pdf", "pages": 5, "chunks": 20}
     # the pause never showed in the job's own status history
     assert [h["to"] for h in history] == [JobStatus.PENDING, JobStatus.RUNNING,
                                           JobStatus.COMPLETED]
