@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,8 +52,8 @@ def _key(job: dict[str, Any]) -> tuple[Any, ...]:
             *((p["status"], p["progress"]["done"]) for p in job["phases"]))
 
 
-async def _follow(jt: Client, run: Run, console: Console, until: Any,
-                  timeout: float) -> dict[str, Any]:
+async def _follow(jt: Client, run: Run, console: Console,
+                  until: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any]:
     """Poll the job, recording each new state, until ``until(job)`` holds."""
     deadline = time.monotonic() + timeout
     while True:
