@@ -121,6 +121,7 @@ class Worker:
         self._has_outcomes = asyncio.Event()
         self._slot_free = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._forced = asyncio.Event()
         self._closing = False
         self._helpers_done = asyncio.Event()
         self._pool = ThreadPoolExecutor(max_workers=concurrency,
@@ -132,6 +133,7 @@ class Worker:
         """Stop claiming; running jobs get the grace period (none with ``force``)."""
         if force:
             self.grace_seconds = 0
+            self._forced.set()  # cuts short a grace period already being waited out
         self._stopping.set()
         self._slot_free.set()
 
@@ -261,13 +263,28 @@ class Worker:
         if runs:
             log.info("waiting up to %.1f s for %d running job(s)", self.grace_seconds,
                      len(runs))
-            _, late = await asyncio.wait(runs, timeout=max(0.0, self.grace_seconds))
+            await self._grace(runs)
+            late = [run for run in runs if not run.done()]
             if late:
                 log.warning("interrupting %d job(s) still running", len(late))
                 for run in list(self._running.values()):
                     run.ctx.stopped = INTERRUPTED
                     run.task.cancel()
                 await asyncio.wait(late, timeout=5)
+
+    async def _grace(self, runs: list["asyncio.Task[None]"]) -> None:
+        """Wait until the runs end, the grace period ends, or ``stop(force=True)`` (a
+        second signal) comes, whichever is first."""
+        if self._forced.is_set():
+            return
+        ended = asyncio.ensure_future(asyncio.wait(runs))
+        forced = asyncio.ensure_future(self._forced.wait())
+        try:
+            await asyncio.wait({ended, forced}, timeout=max(0.0, self.grace_seconds),
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:  # cancelling the waiters leaves the runs alone
+            ended.cancel()
+            forced.cancel()
 
     # --- flush ----------------------------------------------------------------------
 
