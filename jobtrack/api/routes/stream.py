@@ -18,7 +18,10 @@ SSE frames: ``id: <id>``, ``event: <type>``, ``data: <envelope JSON>`` where the
 is ``{id, type, at, data}``; ``retry:`` first, a comment every ``sse_keepalive_seconds``.
 ``Last-Event-ID`` (header, or ``lastEventId`` in the query) replays the stored events
 after that id before going live, with no duplicate and no gap; a stream opened without
-one starts with an ``id:`` of the position it starts from, to resume from. An event delivered after
+one starts with an ``id:`` of the position it starts from, to resume from. A
+``Last-Event-ID`` above the newest stored event (a database restored from an older
+backup) resumes from the newest event: the stream starts like a fresh one, with the
+``id:`` of its position. An event delivered after
 an event with a higher id (a transaction that stayed open past the hub's gap timeout)
 is sent without an ``id:`` line, so the client's resume point never moves backwards.
 """
@@ -39,7 +42,7 @@ from jobtrack.api.params import QueryText
 from jobtrack.api.responses import AUTHENTICATED, errors
 from jobtrack.errors import JobtrackError, RateLimited, Unauthorized, ValidationFailed
 from jobtrack.events.filters import EventFilter, canonical_id, parse_room
-from jobtrack.events.follow import Item, follow
+from jobtrack.events.follow import Item, follow, resume_point
 from jobtrack.events.hub import EventHub
 from jobtrack.events.subscription import Subscription, SubscriptionClosed
 from jobtrack.settings import Settings
@@ -156,6 +159,11 @@ async def events(
                       flow_id=flow_id and canonical_id(flow_id, "flowId"), queue_name=queue_name)
     late = hub.late_ranges
     sub = hub.subscribe(caller.scope, [flt])  # before answering: nothing falls in between
+    try:
+        after = await resume_point(state.db, sub, after)
+    except BaseException:
+        sub.close("the stream did not start")
+        raise
     follower = follow(state.db, sub, after=after, flt=flt, late_ranges=late,
                       keepalive=state.settings.sse_keepalive_seconds)
     return StreamingResponse(
