@@ -15,13 +15,14 @@ from fastapi import FastAPI
 from jobtrack.api.auth import KeyCache
 from jobtrack.api.deps import ApiState
 from jobtrack.api.errors import install_error_handlers
+from jobtrack.api.jsonguard import body_depth_limit
 from jobtrack.api.middleware import ApiGuard
 from jobtrack.api.openapi import install_openapi
 from jobtrack.api.ratelimit import RateLimiter
 from jobtrack.api.routes import actions, flows, health, jobs, metrics, queues, stream, webhooks
 from jobtrack.dashboard.page import router as dashboard_router
 from jobtrack.settings import Settings
-from jobtrack.store.engine import Database
+from jobtrack.store.engine import Database, Timeouts
 from jobtrack.store.group_commit import InsertBatcher
 
 
@@ -38,7 +39,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = Database(settings.database_url, pool_size=settings.pool_size)
+        db = Database(settings.database_url, pool_size=settings.pool_size,
+                      timeouts=Timeouts.of(settings))
         state = app.state.jobtrack = ApiState(
             settings=settings,
             db=db,
@@ -59,7 +61,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="jobtrack", version=_version(), lifespan=lifespan,
                   openapi_url="/openapi.json", docs_url="/docs", redoc_url=None)
     app.state.jobtrack = None
-    app.add_middleware(ApiGuard, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(ApiGuard, max_body_bytes=settings.max_body_bytes,
+                       max_json_depth=body_depth_limit(settings.flow_max_depth))
     install_error_handlers(app)
     for module in (health, jobs, actions, queues, flows, stream, webhooks):
         app.include_router(module.router)
