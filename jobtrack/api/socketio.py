@@ -43,6 +43,7 @@ from jobtrack.api.routes.stream import hub_of
 from jobtrack.domain.events import EventType
 from jobtrack.errors import JobtrackError, RateLimited, Unauthorized, ValidationFailed
 from jobtrack.events.filters import canonical_id
+from jobtrack.events.hub import SLOW_SECONDS
 from jobtrack.events.subscription import Subscription, SubscriptionClosed
 from jobtrack.store.events import StoredEvent
 
@@ -214,36 +215,47 @@ class SeedSocketIO:
             await asyncio.sleep(0.005)
         return True
 
-    def _backlog(self, sid: str) -> int:
-        """Packets Engine.IO holds for this client (its send queue has no bound of its
-        own: the subscription's bound is applied to it too)."""
+    def _send_queue(self, sid: str) -> "asyncio.Queue[Any] | None":
+        """Engine.IO's queue of packets for this client (None once it is gone)."""
         try:
             eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
             queue = getattr(self.sio.eio.sockets.get(eio_sid), "queue", None)
-            return int(queue.qsize()) if queue is not None else 0
         except Exception:  # gone already
-            return 0
+            return None
+        return queue if isinstance(queue, asyncio.Queue) else None
+
+    async def _drained(self, sid: str, limit: int) -> bool:
+        """Engine.IO's send queue has no bound of its own, so the subscription's applies
+        to it: past ``limit`` packets the client gets ``SLOW_SECONDS`` to catch up, as
+        the hub gives a full subscription; False when it did not."""
+        queue = self._send_queue(sid)
+        if queue is None or queue.qsize() <= limit:
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(queue.join(), SLOW_SECONDS)
+        return queue.qsize() <= limit
 
     async def _pump(self, sid: str, conn: _Connection) -> None:
         """Hand this connection's events to its client, until either side ends."""
         reason = "the server is shutting down"
         try:
             if not await self._wait_connected(sid):
-                return
+                raise SubscriptionClosed("the connection was not acknowledged")
             while True:
                 event = await conn.sub.get()
                 for emit in seed_events(event):
                     if emit.room is None or emit.room in conn.rooms:
                         await self.sio.emit(emit.name, emit.payload, to=sid)
-                if self._backlog(sid) > conn.sub.maxsize:
-                    raise SubscriptionClosed(
-                        f"too slow: more than {conn.sub.maxsize} packets waiting to be sent")
+                if not await self._drained(sid, conn.sub.maxsize):
+                    raise SubscriptionClosed(f"too slow: more than {conn.sub.maxsize} "
+                                             "packets waiting to be sent")
         except SubscriptionClosed as exc:
             reason = exc.reason
         except asyncio.CancelledError:
             return
         except Exception:  # a send to a client that went away
             log.debug("socket.io connection %s ended", sid, exc_info=True)
+        conn.sub.close(reason)
+        log.info("socket.io connection %s closed: %s", sid, reason)
         with contextlib.suppress(Exception):
-            log.info("socket.io connection %s closed: %s", sid, reason)
             await self.sio.disconnect(sid)

@@ -28,11 +28,19 @@ async def keys(db: Database) -> dict[str, str]:
 
 
 @pytest.fixture
-def served(db_url: str, keys: dict[str, str], tmp_path: Path) -> Iterator[Served]:
+def serve_env() -> dict[str, str]:
+    """Extra environment of the served process (parametrize to change settings)."""
+    return {}
+
+
+@pytest.fixture
+def served(db_url: str, keys: dict[str, str], tmp_path: Path,
+           serve_env: dict[str, str]) -> Iterator[Served]:
     """``jobtrack serve`` as a subprocess on the test's (migrated) database."""
     port = free_port()
     env = {**os.environ, "JOBTRACK_RATE_LIMIT_PER_MINUTE": "1000000",
-           "JOBTRACK_EVENT_POLL_SECONDS": "0.05", "JOBTRACK_KEY_CACHE_SECONDS": "0"}
+           "JOBTRACK_EVENT_POLL_SECONDS": "0.05", "JOBTRACK_KEY_CACHE_SECONDS": "0",
+           **serve_env}
     log = (tmp_path / "serve.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "jobtrack", "--database-url", db_url, "serve", "--port",

@@ -207,3 +207,41 @@ async def test_the_socket_io_client_npm_package_receives_the_seed_events(
     assert names[-1] == "flow:completed"
     assert got[-1]["payload"]["flowId"] == flow_id
     assert {e["payload"]["flowId"] for e in got} == {flow_id}
+
+
+async def _subscribers(http: httpx.AsyncClient, served: Served) -> float:
+    body = (await http.get("/metrics", headers=served.auth("admin"))).text
+    for line in body.splitlines():
+        if line.startswith("jobtrack_event_subscribers "):
+            return float(line.split()[1])
+    raise AssertionError("no jobtrack_event_subscribers in /metrics")
+
+
+@pytest.mark.parametrize("serve_env", [{"JOBTRACK_EVENT_QUEUE_SIZE": "5"}])
+async def test_a_client_that_stops_reading_is_dropped_and_a_fast_one_is_not(
+    served: Served, serve_env: dict[str, str]
+) -> None:
+    fast = await _connect(served.url, auth={"token": served.keys["a"]})
+    eio = f"{served.url}/socket.io/?EIO=4&transport=polling"
+    async with httpx.AsyncClient(base_url=served.url, timeout=10) as http:
+        # a long-polling client that connects, then never polls again: what is sent to
+        # it waits in the server's Engine.IO queue
+        opened = await http.get(eio)
+        sid = json.loads(opened.text[1:])["sid"]
+        auth = "40" + json.dumps({"token": served.keys["a"]})  # connect, with the key
+        assert (await http.post(f"{eio}&sid={sid}", content=auth)).text == "OK"
+        assert (await http.get(f"{eio}&sid={sid}")).text.startswith("40")
+        assert await _subscribers(http, served) == 2
+        flows = []
+        for i in range(20):  # a burst four times the queue size
+            r = await http.post("/flows", headers=served.auth(), json={
+                "flowname": f"burst-{i}", "name": "n", "queueName": "q"})
+            flows.append(r.json()["flow"]["flowId"])
+        async with asyncio.timeout(10):
+            while await _subscribers(http, served) != 1:
+                await asyncio.sleep(0.1)
+        # the reader that keeps up got every event of the burst and is still connected
+        await fast.wait_for("flow:created", lambda p: p["flowId"] == flows[-1])
+        assert [p["flowId"] for p in fast.got["flow:created"]] == flows
+        assert fast.client.connected
+    await fast.client.disconnect()
