@@ -24,7 +24,8 @@ from jobtrack.store import flows as store_flows
 from jobtrack.store.engine import Database
 
 RUNNING, COMPLETED = JobStatus.RUNNING.value, JobStatus.COMPLETED.value
-FLOW_COMPLETED = FlowStatus.COMPLETED.value
+CANCELLED = JobStatus.CANCELLED.value
+FLOW_COMPLETED, FLOW_CANCELLED = FlowStatus.COMPLETED.value, FlowStatus.CANCELLED.value
 SEED_EVENTS = ("flow:created", "flow:updated", "flow:job:updated", "flow:completed",
                "flow:progress")
 ROOT = Path(__file__).parents[2]
@@ -133,6 +134,33 @@ async def test_seed_events_names_payloads_rooms_and_tenants(served: Served) -> N
     finally:
         for rec in (a, by_header, b):
             await rec.client.disconnect()
+
+
+async def test_a_cancelled_flow_and_a_room_left(served: Served) -> None:
+    a = await _connect(served.url, auth={"token": served.keys["a"]})
+    try:
+        async with httpx.AsyncClient(base_url=served.url, timeout=10) as http:
+            (kept, _), (left, _) = [await _create_flow(http, served) for _ in range(2)]
+            for flow in (kept, left):
+                ack = await a.client.call("join", {"flowId": flow["flowId"]}, timeout=5)
+                assert ack == {"ok": True, "room": f"flow:{flow['flowId']}"}
+            ack = await a.client.call("leave", left["flowId"], timeout=5)
+            assert ack == {"ok": True, "room": f"flow:{left['flowId']}"}
+            for flow in (kept, left):
+                r = await http.post(f"/flows/{flow['flowId']}/cancel", headers=served.auth())
+                assert r.status_code == 200, r.text
+        for flow in (kept, left):
+            await a.wait_for("flow:updated", lambda p, f=flow: p["flowId"] == f["flowId"]
+                             and p["status"] == FLOW_CANCELLED)
+        await a.wait_for("flow:progress", lambda p: p["flowId"] == kept["flowId"]
+                         and p["status"] == FLOW_CANCELLED)
+        cancelled_jobs = [p for p in a.got["flow:job:updated"] if p["jobStatus"] == CANCELLED]
+        assert {p["flowId"] for p in cancelled_jobs} == {kept["flowId"], left["flowId"]}
+        await asyncio.sleep(0.3)
+        assert {p["flowId"] for p in a.got["flow:progress"]} == {kept["flowId"]}
+        assert a.got["flow:completed"] == []  # seed 003 has no event for a cancelled flow
+    finally:
+        await a.client.disconnect()
 
 
 async def test_a_change_written_by_another_process_reaches_clients(
