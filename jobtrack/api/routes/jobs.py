@@ -108,7 +108,7 @@ async def list_jobs_route(
 ) -> Response:
     """Jobs of the caller's tenant (every tenant for an admin), newest first."""
     check_page_size(limit, state.settings.max_page_size)
-    note_status_alias(request, status)
+    note_status_alias(request, state.settings, status)
     flt = JobFilter(tenant=caller.scope, status=status, queue_name=queue_name,
                     flow_id=flow_id, name=name)
     async with state.db.read() as conn:
@@ -148,7 +148,7 @@ async def patch_job(
     it runs is also its heartbeat: the lease is renewed for the term of the claim.
     """
     if body.status_alias is not None and body.status is not None:
-        status_alias(request, body.status_alias, body.status.value)
+        status_alias(request, state.settings, body.status_alias, body.status.value)
     upd = to_update(body)
     now = utcnow()
     async with state.db.write() as conn:
