@@ -22,9 +22,11 @@ names, with its payloads:
 
 Events come from the process's :class:`~jobtrack.events.hub.EventHub`, which follows the
 stored event log: a client sees changes made by any API process or worker on the same
-database. Each connection is one hub subscription, bounded like an SSE stream's (the
-bound applies to Engine.IO's send queue too); a client too slow to take its events is
-disconnected, and reads the current state again with ``GET /flows/{flowId}``.
+database (with several processes, the long-polling transport needs sticky sessions:
+clients use ``transports: ["websocket"]`` otherwise). Each connection is one hub
+subscription, bounded like an SSE stream's (the bound applies to Engine.IO's send queue
+too); a client too slow to take its events is disconnected, and reads the current state
+again with ``GET /flows/{flowId}``.
 """
 
 import asyncio
