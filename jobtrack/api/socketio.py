@@ -226,16 +226,18 @@ class SeedSocketIO:
             return None
         return queue if isinstance(queue, asyncio.Queue) else None
 
-    async def _drained(self, sid: str, limit: int) -> bool:
-        """Engine.IO's send queue has no bound of its own, so the subscription's applies
-        to it: past ``limit`` packets the client gets ``SLOW_SECONDS`` to catch up, as
-        the hub gives a full subscription; False when it did not."""
+    async def _caught_up(self, sid: str, sub: Subscription) -> None:
+        """Wait while Engine.IO holds more than the subscription's bound of packets for
+        this client. Its send queue has no bound of its own; waiting here leaves the
+        events in the subscription, whose bound the hub enforces as for an SSE stream
+        whose socket is full: a client that falls that far behind is dropped (and
+        counted) by the hub, which ends the wait with ``SubscriptionClosed``."""
         queue = self._send_queue(sid)
-        if queue is None or queue.qsize() <= limit:
-            return True
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(queue.join(), SLOW_SECONDS)
-        return queue.qsize() <= limit
+        while queue is not None and queue.qsize() > sub.maxsize:
+            if sub.closed_reason is not None:
+                raise SubscriptionClosed(sub.closed_reason)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(queue.join(), SLOW_SECONDS)
 
     async def _pump(self, sid: str, conn: _Connection) -> None:
         """Hand this connection's events to its client, until either side ends."""
@@ -248,9 +250,7 @@ class SeedSocketIO:
                 for emit in seed_events(event):
                     if emit.room is None or emit.room in conn.rooms:
                         await self.sio.emit(emit.name, emit.payload, to=sid)
-                if not await self._drained(sid, conn.sub.maxsize):
-                    raise SubscriptionClosed(f"too slow: more than {conn.sub.maxsize} "
-                                             "packets waiting to be sent")
+                await self._caught_up(sid, conn.sub)
         except SubscriptionClosed as exc:
             reason = exc.reason
         except asyncio.CancelledError:

@@ -237,12 +237,13 @@ async def test_the_socket_io_client_npm_package_receives_the_seed_events(
     assert {e["payload"]["flowId"] for e in got} == {flow_id}
 
 
-async def _subscribers(http: httpx.AsyncClient, served: Served) -> float:
+async def _subscribers(http: httpx.AsyncClient, served: Served,
+                       name: str = "jobtrack_event_subscribers") -> float:
     body = (await http.get("/metrics", headers=served.auth("admin"))).text
     for line in body.splitlines():
-        if line.startswith("jobtrack_event_subscribers "):
+        if line.startswith(f"{name} "):
             return float(line.split()[1])
-    raise AssertionError("no jobtrack_event_subscribers in /metrics")
+    raise AssertionError(f"no {name} in /metrics")
 
 
 @pytest.mark.parametrize("serve_env", [{"JOBTRACK_EVENT_QUEUE_SIZE": "5"}])
@@ -268,6 +269,16 @@ async def test_a_client_that_stops_reading_is_dropped_and_a_fast_one_is_not(
         async with asyncio.timeout(10):
             while await _subscribers(http, served) != 1:
                 await asyncio.sleep(0.1)
+        dropped = "jobtrack_event_subscribers_dropped_total"
+        assert await _subscribers(http, served, dropped) == 1
+        # what was queued for it is still delivered, then the disconnect packet ("41")
+        received = ""
+        async with asyncio.timeout(10):
+            while not received.endswith("\x1e41"):
+                received += "\x1e" + (await http.get(f"{eio}&sid={sid}")).text
+        # at most the two bounds: Engine.IO's queue (5, and the packet that passed it)
+        # and the subscription's buffer (5)
+        assert 5 < received.count('42["flow:created"') <= 2 * 5 + 1
         # the reader that keeps up got every event of the burst and is still connected
         await fast.wait_for("flow:created", lambda p: p["flowId"] == flows[-1])
         assert [p["flowId"] for p in fast.got["flow:created"]] == flows

@@ -27,7 +27,7 @@ What it says:
   the response starts, so an event stream counts the time to open it, not its life).
   ``route`` is the route's template (``/jobs/{jobId}``), ``unmatched`` for any other
   path, so the number of series stays bounded whatever clients send.
-- this process's live updates: ``jobtrack_event_subscribers`` (open SSE and WebSocket
+- this process's live updates: ``jobtrack_event_subscribers`` (open SSE, WebSocket and Socket.IO
   subscriptions), ``jobtrack_events_sent_total`` (events handed to them),
   ``jobtrack_event_subscribers_dropped_total`` (closed as too slow); and when the
   process runs the webhook loops (``webhooks_in_api``): ``jobtrack_webhook_deliveries_
@@ -339,7 +339,7 @@ def _live_families(live: object, jobs: JobMetrics) -> list[Metric]:
     hub = live.hub
     out: list[Metric] = [  # (the job metrics' own subscription is not a client's)
         GaugeMetricFamily("jobtrack_event_subscribers",
-                          "open live subscriptions (SSE streams, WebSockets) of this process",
+                          "open live subscriptions (SSE, WebSocket, Socket.IO) of this process",
                           value=hub.subscriber_count() - int(jobs.following)),
         CounterMetricFamily("jobtrack_events_sent",
                             "events handed to live subscribers by this process",
