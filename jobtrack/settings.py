@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     #: bearer token for ``GET /metrics`` (give it to Prometheus); an admin key works too,
     #: and nothing else: metrics are never open
     metrics_token: str | None = None
+    #: accept legacy and foreign status aliases (``done``, ``QUEUED``...) on input, answered
+    #: with a ``Deprecation`` header; false once every client sends canonical values: aliases
+    #: are then refused with a 422 naming the canonical values
+    accept_status_aliases: bool = True
 
     # --- jobs and workers ---
     #: attempts a job gets when its submitter says nothing

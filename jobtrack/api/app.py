@@ -20,6 +20,8 @@ from jobtrack.api.middleware import ApiGuard
 from jobtrack.api.openapi import install_openapi
 from jobtrack.api.ratelimit import RateLimiter
 from jobtrack.api.routes import actions, flows, health, jobs, metrics, queues, stream, webhooks
+from jobtrack.api.socketio import PATH as SOCKETIO_PATH
+from jobtrack.api.socketio import SeedSocketIO
 from jobtrack.dashboard.page import router as dashboard_router
 from jobtrack.settings import Settings
 from jobtrack.store.engine import Database, Timeouts
@@ -67,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (health, jobs, actions, queues, flows, stream, webhooks):
         app.include_router(module.router)
     app.include_router(dashboard_router())  # GET /: the dashboard page
+    app.mount(SOCKETIO_PATH, SeedSocketIO(app).asgi())  # seed 003's Socket.IO events
     metrics.install(app)  # GET /metrics, and the HTTP request counters
     install_openapi(app, _version(), max_page_size=settings.max_page_size)
     return app

@@ -134,7 +134,7 @@ class FlowJobReport(InputModel):
         model = handler(data)
         raw = data.get("status") if isinstance(data, dict) else None
         if isinstance(raw, str) and raw != model.status.value:
-            model._status_alias = raw.strip().lower()
+            model._status_alias = raw
         return model
 
     @property

@@ -7,7 +7,8 @@ the one it must buffer). For every HTTP request it:
 2. refuses JSON nested deeper than ``max_json_depth`` (``body_depth_limit``), and integers
    too long for the parser to read, with 422, before any parser sees them;
 3. adds the headers the request earned on whatever answer goes out, errors included
-   (rate-limit headers once the key is known, ``Deprecation`` for aliased input);
+   (rate-limit headers once the key is known, ``Deprecation`` and a ``Warning`` naming
+   ``JOBTRACK_ACCEPT_STATUS_ALIASES`` for aliased input);
 4. turns any unexpected exception into a 500 envelope that leaks nothing (503 when the
    database cannot be reached), and logs it with a reference the client also gets.
 
@@ -31,6 +32,8 @@ logger = logging.getLogger("jobtrack.api")
 #: where routes and dependencies leave what the middleware adds to the answer
 CONTEXT_KEY = "jobtrack.context"
 _NO_BODY = frozenset({"GET", "HEAD", "OPTIONS"})
+#: the setting that ends the status-alias window (``Settings.accept_status_aliases``)
+ALIAS_SETTING = "JOBTRACK_ACCEPT_STATUS_ALIASES"
 
 
 @dataclass(slots=True)
@@ -47,6 +50,9 @@ class RequestContext:
             alias, canonical = self.deprecation
             out.append((b"deprecation",
                         f'true; alias="{alias}"; canonical="{canonical}"'.encode()))
+            out.append((b"warning", (
+                f'299 jobtrack "status alias \'{alias}\' is deprecated: send \'{canonical}\'; '
+                f'{ALIAS_SETTING}=false refuses aliases"').encode()))
         return out
 
 

@@ -218,7 +218,7 @@ class JobPatch(InputModel):
         model = handler(data)
         raw = data.get("status") if isinstance(data, dict) else None
         if isinstance(raw, str) and model.status is not None and raw != model.status.value:
-            model._status_alias = raw.strip().lower()
+            model._status_alias = raw
         return model
 
     @property

@@ -11,7 +11,6 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from jobtrack.api.deps import CallerDep, StateDep
-from jobtrack.api.middleware import request_context
 from jobtrack.api.params import (
     JobId,
     QueryText,
@@ -19,6 +18,7 @@ from jobtrack.api.params import (
     held_term,
     note_status_alias,
     progress_of,
+    status_alias,
     utcnow,
 )
 from jobtrack.api.responses import AUTHENTICATED, errors, json_response
@@ -107,7 +107,7 @@ async def list_jobs_route(
 ) -> Response:
     """Jobs of the caller's tenant (every tenant for an admin), newest first."""
     check_page_size(limit, state.settings.max_page_size)
-    note_status_alias(request, status)
+    note_status_alias(request, state.settings, status)
     flt = JobFilter(tenant=caller.scope, status=status, queue_name=queue_name,
                     flow_id=flow_id, name=name)
     async with state.db.read() as conn:
@@ -147,7 +147,7 @@ async def patch_job(
     it runs is also its heartbeat: the lease is renewed for the term of the claim.
     """
     if body.status_alias is not None and body.status is not None:
-        request_context(request.scope).deprecation = (body.status_alias, body.status.value)
+        status_alias(request, state.settings, body.status_alias, body.status.value)
     upd = to_update(body)
     now = utcnow()
     async with state.db.write() as conn:
