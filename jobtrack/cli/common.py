@@ -2,13 +2,17 @@
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from jobtrack.errors import JobtrackError
 from jobtrack.settings import Settings
+
+if TYPE_CHECKING:
+    from jobtrack.store.engine import Database
 
 T = TypeVar("T")
 
@@ -43,7 +47,8 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             return runner.run(coro)
     except JobtrackError as exc:
-        console.print(f"[red]error:[/red] {exc.message}")
+        # one line, even on a narrow terminal, and the message is never read as markup
+        console.print(Text.assemble(("error:", "red"), " ", exc.message), soft_wrap=True)
         raise typer.Exit(code=1) from None
 
 
@@ -53,3 +58,22 @@ def migrate_if_wanted(settings: Settings, no_migrate: bool) -> None:
         from jobtrack.store import migrate
 
         migrate.upgrade(settings.database_url)
+
+
+async def open_database(settings: Settings, *, create: bool, pool_size: int = 1) -> "Database":
+    """The command's database, ready for use (the caller disposes of it).
+
+    A new embedded (SQLite) database is migrated first; ``create=False`` (commands that
+    only read) refuses a missing file in one line instead of creating it. A PostgreSQL or
+    outdated schema is reported in one line naming ``jobtrack migrate``.
+    """
+    from jobtrack.store.engine import Database
+    from jobtrack.store.migrate import prepare
+
+    db = Database(settings.database_url, pool_size=pool_size)
+    try:
+        await prepare(db, create=create)
+    except BaseException:
+        await db.dispose()
+        raise
+    return db

@@ -19,14 +19,13 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from jobtrack.cli.common import console, out, run, settings_of
+from jobtrack.cli.common import console, open_database, out, run, settings_of
 from jobtrack.domain.flows import Flow
 from jobtrack.domain.jobs import Job, Phase
 from jobtrack.domain.status import FlowStatus, JobStatus, PhaseStatus, normalize_status
 from jobtrack.errors import NotFound
 from jobtrack.settings import Settings
 from jobtrack.store import flows as store_flows
-from jobtrack.store.engine import Database
 
 #: colour of each status (job, flow and phase statuses share their spellings)
 STYLE = {
@@ -116,7 +115,7 @@ def render_flow(flow: Flow, jobs: Sequence[Job]) -> RenderableType:
 
 
 async def load(settings: Settings, flow_id: str, max_jobs: int) -> tuple[Flow, list[Job]]:
-    db = Database(settings.database_url, pool_size=1)
+    db = await open_database(settings, create=False)
     try:
         async with db.read() as conn:
             flow = await store_flows.get_flow(conn, flow_id, tenant=None)
@@ -173,7 +172,7 @@ def register(app: typer.Typer) -> None:
 
         async def go() -> list[Flow]:
             wanted = None if status is None else FlowStatus(normalize_status(status).value)
-            db = Database(settings.database_url, pool_size=1)
+            db = await open_database(settings, create=False)
             try:
                 async with db.read() as conn:
                     page, _ = await store_flows.list_flows(

@@ -25,14 +25,13 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from jobtrack.cli.common import console, out, run, settings_of
+from jobtrack.cli.common import console, open_database, out, run, settings_of
 from jobtrack.cli.flows import STYLE, job_label, progress_bar
 from jobtrack.domain.jobs import Change, Job, plan_cancel, plan_retry
 from jobtrack.domain.status import JobStatus, PhaseStatus, normalize_status
 from jobtrack.domain.wire import job_to_wire
 from jobtrack.settings import Settings
 from jobtrack.store import events as store_events
-from jobtrack.store.engine import Database
 from jobtrack.store.events import StoredEvent
 from jobtrack.store.jobs import JobFilter, change_job, get_job, list_jobs
 from jobtrack.store.jobs import not_found as job_not_found
@@ -136,7 +135,7 @@ def render_history(history: Sequence[StoredEvent]) -> Table:
 
 async def load(settings: Settings, job_id: str, *, with_history: bool
                ) -> tuple[Job, list[StoredEvent]]:
-    db = Database(settings.database_url, pool_size=1)
+    db = await open_database(settings, create=False)
     try:
         async with db.read() as conn:
             job = await get_job(conn, job_id, tenant=None)
@@ -165,7 +164,7 @@ async def watch(settings: Settings, job_id: str, interval: float) -> Job:
 async def act(settings: Settings, job_id: str, plan: Callable[[Job, datetime], Change]) -> Job:
     """One action on one job, planned against the locked, stored job."""
     now = datetime.now(UTC)
-    db = Database(settings.database_url, pool_size=1)
+    db = await open_database(settings, create=True)
     try:
         async with db.write() as conn:
             return await change_job(conn, job_id, lambda job: plan(job, now), tenant=None,
@@ -196,7 +195,7 @@ def register(app: typer.Typer) -> None:
 
         async def go() -> list[Job]:
             wanted = None if status is None else normalize_status(status)
-            db = Database(settings.database_url, pool_size=1)
+            db = await open_database(settings, create=False)
             try:
                 async with db.read() as conn:
                     page, _ = await list_jobs(conn, JobFilter(

@@ -6,9 +6,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from jobtrack.cli.common import console, out, run, settings_of
+from jobtrack.cli.common import console, open_database, out, run, settings_of
 from jobtrack.store import keys as store_keys
-from jobtrack.store.engine import Database
 
 
 def register(app: typer.Typer) -> None:
@@ -25,16 +24,13 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Create a key and print it, alone, on stdout (it is shown only once)."""
         settings = settings_of(ctx)
-        from jobtrack.store import migrate  # alembic: only when a key is made
-
-        migrate.upgrade(settings.database_url)
         tenant = tenant.strip()
         if not tenant or len(tenant) > 100:
             console.print("[red]error:[/red] --tenant must be 1 to 100 characters")
             raise typer.Exit(2)
 
         async def go() -> str:
-            db = Database(settings.database_url)
+            db = await open_database(settings, create=True)
             try:
                 async with db.write() as conn:
                     raw, _ = await store_keys.create_key(
@@ -52,7 +48,7 @@ def register(app: typer.Typer) -> None:
         settings = settings_of(ctx)
 
         async def go() -> list[dict[str, object]]:
-            db = Database(settings.database_url)
+            db = await open_database(settings, create=False)
             try:
                 async with db.read() as conn:
                     return await store_keys.list_keys(conn)
@@ -72,7 +68,7 @@ def register(app: typer.Typer) -> None:
         settings = settings_of(ctx)
 
         async def go() -> bool:
-            db = Database(settings.database_url)
+            db = await open_database(settings, create=True)
             try:
                 async with db.write() as conn:
                     return await store_keys.revoke_key(conn, key_id, datetime.now(UTC))

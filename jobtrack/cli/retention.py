@@ -5,9 +5,8 @@ from typing import Annotated
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn
 
-from jobtrack.cli.common import console, run, settings_of
+from jobtrack.cli.common import console, open_database, run, settings_of
 from jobtrack.queue.retention import RetentionReport, purge
-from jobtrack.store.engine import Database
 
 
 def register(app: typer.Typer) -> None:
@@ -33,7 +32,7 @@ def register(app: typer.Typer) -> None:
         keep_events = event_days if event_days is not None else settings.event_retention_days
 
         async def go() -> RetentionReport:
-            db = Database(settings.database_url)
+            db = await open_database(settings, create=False)
             totals: dict[str, int] = {}
             try:
                 with Progress(SpinnerColumn(), TextColumn("{task.description}"),

@@ -22,10 +22,16 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from jobtrack.cli.common import console, migrate_if_wanted, out, run, settings_of
+from jobtrack.cli.common import (
+    console,
+    migrate_if_wanted,
+    open_database,
+    out,
+    run,
+    settings_of,
+)
 from jobtrack.domain.status import DeliveryStatus
 from jobtrack.settings import Settings
-from jobtrack.store.engine import Database
 from jobtrack.store.webhooks import Delivery, Webhook
 
 if TYPE_CHECKING:  # httpx and the delivery loop load only for the commands that use them
@@ -94,7 +100,7 @@ def register(app: typer.Typer) -> None:
         from jobtrack.webhooks import registry
 
         async def go() -> list[Webhook]:
-            db = Database(settings.database_url, pool_size=1)
+            db = await open_database(settings, create=False)
             try:
                 return await registry.webhooks(db, tenant=tenant)
             finally:
@@ -123,7 +129,7 @@ def register(app: typer.Typer) -> None:
         from jobtrack.webhooks import registry
 
         async def go() -> list[Delivery]:
-            db = Database(settings.database_url, pool_size=1)
+            db = await open_database(settings, create=False)
             try:
                 return await registry.deliveries(db, webhook_id, tenant=None, limit=limit)
             finally:

@@ -34,6 +34,7 @@ from jobtrack.settings import Settings
 from jobtrack.store import jobs as store_jobs
 from jobtrack.store import keys as store_keys
 from jobtrack.store.engine import Database
+from jobtrack.store.migrate import prepare
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -62,6 +63,7 @@ class App:
         self.explicit_url = database_url is not None
         self._db: Database | None = None
         self._tenant_ready = False
+        self._schema_ready = False
 
     # --- configuration ------------------------------------------------------------
 
@@ -112,12 +114,16 @@ class App:
         return self._db
 
     async def open(self) -> None:
-        _ = self.db
+        """Open the database; a new SQLite one is migrated first (an outdated or
+        PostgreSQL schema raises SchemaNotReady naming `jobtrack migrate`)."""
+        if not self._schema_ready:
+            await prepare(self.db)
+            self._schema_ready = True
 
     async def close(self) -> None:
         if self._db is not None:
             db, self._db = self._db, None
-            self._tenant_ready = False
+            self._tenant_ready = self._schema_ready = False
             await db.dispose()
 
     async def __aenter__(self) -> Self:
@@ -159,6 +165,7 @@ class App:
 
     async def _insert(self, new: list[Job], now: datetime) -> list[Job]:
         out: list[Job] = []
+        await self.open()
         async with self.db.write() as conn:
             if not self._tenant_ready:
                 await store_keys.ensure_tenant(conn, self.tenant, now)
@@ -190,6 +197,7 @@ class App:
 
     async def enqueue_flow(self, flowname: str, root: queue_flows.FlowJob) -> Flow:
         """Enqueue a tree of jobs as one flow, children first (:mod:`jobtrack.queue.flows`)."""
+        await self.open()
         return await queue_flows.enqueue_flow(self, flowname, root)
 
     def enqueue_sync(self, name: str, /, **kwargs: Any) -> Job:
@@ -209,6 +217,7 @@ class App:
 
     async def get_job(self, job_id: str) -> Job | None:
         """One job of this app's tenant, with its phases; None if unknown."""
+        await self.open()
         async with self.db.read() as conn:
             return await store_jobs.get_job(conn, job_id, tenant=self.tenant)
 
