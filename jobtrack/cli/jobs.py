@@ -1,5 +1,8 @@
-"""``jobtrack jobs``: look at and act on jobs from a terminal.
+"""``jobtrack jobs``: enqueue, look at and act on jobs from a terminal.
 
+- ``jobtrack jobs enqueue NAME [--queue Q] [--data JSON] [--delay S] [--priority P]
+  [--wait]``: the new job's id alone on stdout; with ``--wait``, its end state on stderr
+  and exit 0 when it completed, 1 otherwise.
 - ``jobtrack jobs ls [--queue Q] [--status S] [--name N] [--flow F] [--tenant T]``: recent
   jobs, newest first.
 - ``jobtrack jobs show JOB_ID``: the job's status, step, progress, phases (with bars),
@@ -25,6 +28,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from jobtrack.cli import enqueue
 from jobtrack.cli.common import console, open_database, out, run, settings_of
 from jobtrack.cli.flows import STYLE, job_label, progress_bar
 from jobtrack.domain.jobs import Change, Job, plan_cancel, plan_retry
@@ -174,9 +178,11 @@ async def act(settings: Settings, job_id: str, plan: Callable[[Job, datetime], C
 
 
 def register(app: typer.Typer) -> None:
-    group = typer.Typer(help="Jobs: list, show, watch, cancel and retry.",
+    group = typer.Typer(help="Jobs: enqueue, list, show, watch, cancel and retry.",
                         no_args_is_help=True)
     app.add_typer(group, name="jobs")
+
+    enqueue.register(group)
 
     @group.command("ls")
     def list_command(
