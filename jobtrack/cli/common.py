@@ -1,5 +1,7 @@
 """What every command shares: settings, the error-to-exit mapping, the console."""
 
+from __future__ import annotations
+
 import asyncio
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -9,9 +11,9 @@ from rich.console import Console
 from rich.text import Text
 
 from jobtrack.errors import JobtrackError
-from jobtrack.settings import Settings
 
 if TYPE_CHECKING:
+    from jobtrack.settings import Settings
     from jobtrack.store.engine import Database
 
 T = TypeVar("T")
@@ -22,12 +24,16 @@ out = Console()
 
 
 def build_settings(database_url: str | None) -> Settings:
+    from jobtrack.settings import Settings  # pydantic: only for commands that run
+
     if database_url:
         return Settings(database_url=database_url)
     return Settings()
 
 
 def settings_of(ctx: typer.Context) -> Settings:
+    from jobtrack.settings import Settings
+
     obj = ctx.find_root().obj
     assert isinstance(obj, Settings)
     return obj
@@ -60,7 +66,7 @@ def migrate_if_wanted(settings: Settings, no_migrate: bool) -> None:
         migrate.upgrade(settings.database_url)
 
 
-async def open_database(settings: Settings, *, create: bool, pool_size: int = 1) -> "Database":
+async def open_database(settings: Settings, *, create: bool, pool_size: int = 1) -> Database:
     """The command's database, ready for use (the caller disposes of it).
 
     A new embedded (SQLite) database is migrated first; ``create=False`` (commands that

@@ -8,9 +8,11 @@
 Both read the database directly (an operator's view: every tenant unless ``--tenant``).
 """
 
+from __future__ import annotations
+
 import asyncio
 from collections.abc import Sequence
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Group, RenderableType
@@ -24,8 +26,9 @@ from jobtrack.domain.flows import Flow
 from jobtrack.domain.jobs import Job, Phase
 from jobtrack.domain.status import FlowStatus, JobStatus, PhaseStatus, normalize_status
 from jobtrack.errors import NotFound
-from jobtrack.settings import Settings
-from jobtrack.store import flows as store_flows
+
+if TYPE_CHECKING:
+    from jobtrack.settings import Settings
 
 #: colour of each status (job, flow and phase statuses share their spellings)
 STYLE = {
@@ -115,6 +118,8 @@ def render_flow(flow: Flow, jobs: Sequence[Job]) -> RenderableType:
 
 
 async def load(settings: Settings, flow_id: str, max_jobs: int) -> tuple[Flow, list[Job]]:
+    from jobtrack.store import flows as store_flows
+
     db = await open_database(settings, create=False)
     try:
         async with db.read() as conn:
@@ -171,6 +176,8 @@ def register(app: typer.Typer) -> None:
         settings = settings_of(ctx)
 
         async def go() -> list[Flow]:
+            from jobtrack.store import flows as store_flows
+
             wanted = None if status is None else FlowStatus(normalize_status(status).value)
             db = await open_database(settings, create=False)
             try:

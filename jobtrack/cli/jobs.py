@@ -16,10 +16,12 @@
 They read the database directly (an operator's view: every tenant unless ``--tenant``).
 """
 
+from __future__ import annotations
+
 import asyncio
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
@@ -34,11 +36,10 @@ from jobtrack.cli.flows import STYLE, job_label, progress_bar
 from jobtrack.domain.jobs import Change, Job, plan_cancel, plan_retry
 from jobtrack.domain.status import JobStatus, PhaseStatus, normalize_status
 from jobtrack.domain.wire import job_to_wire
-from jobtrack.settings import Settings
-from jobtrack.store import events as store_events
-from jobtrack.store.events import StoredEvent
-from jobtrack.store.jobs import JobFilter, change_job, get_job, list_jobs
-from jobtrack.store.jobs import not_found as job_not_found
+
+if TYPE_CHECKING:
+    from jobtrack.settings import Settings
+    from jobtrack.store.events import StoredEvent
 
 #: who the event log records as the author of a change made here
 ACTOR = "cli"
@@ -139,6 +140,10 @@ def render_history(history: Sequence[StoredEvent]) -> Table:
 
 async def load(settings: Settings, job_id: str, *, with_history: bool
                ) -> tuple[Job, list[StoredEvent]]:
+    from jobtrack.store import events as store_events
+    from jobtrack.store.jobs import get_job
+    from jobtrack.store.jobs import not_found as job_not_found
+
     db = await open_database(settings, create=False)
     try:
         async with db.read() as conn:
@@ -166,6 +171,8 @@ async def watch(settings: Settings, job_id: str, interval: float) -> Job:
 
 
 async def act(settings: Settings, job_id: str, plan: Callable[[Job, datetime], Change]) -> Job:
+    from jobtrack.store.jobs import change_job
+
     """One action on one job, planned against the locked, stored job."""
     now = datetime.now(UTC)
     db = await open_database(settings, create=True)
@@ -200,6 +207,8 @@ def register(app: typer.Typer) -> None:
         settings = settings_of(ctx)
 
         async def go() -> list[Job]:
+            from jobtrack.store.jobs import JobFilter, list_jobs
+
             wanted = None if status is None else normalize_status(status)
             db = await open_database(settings, create=False)
             try:

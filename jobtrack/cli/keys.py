@@ -1,5 +1,7 @@
 """``jobtrack keys``: create, list and revoke API keys."""
 
+from __future__ import annotations
+
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -7,7 +9,6 @@ import typer
 from rich.table import Table
 
 from jobtrack.cli.common import console, open_database, out, run, settings_of
-from jobtrack.store import keys as store_keys
 
 
 def register(app: typer.Typer) -> None:
@@ -30,6 +31,8 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(2)
 
         async def go() -> str:
+            from jobtrack.store import keys as store_keys
+
             db = await open_database(settings, create=True)
             try:
                 async with db.write() as conn:
@@ -48,6 +51,8 @@ def register(app: typer.Typer) -> None:
         settings = settings_of(ctx)
 
         async def go() -> list[dict[str, object]]:
+            from jobtrack.store import keys as store_keys
+
             db = await open_database(settings, create=False)
             try:
                 async with db.read() as conn:
@@ -68,6 +73,8 @@ def register(app: typer.Typer) -> None:
         settings = settings_of(ctx)
 
         async def go() -> bool:
+            from jobtrack.store import keys as store_keys
+
             db = await open_database(settings, create=True)
             try:
                 async with db.write() as conn:

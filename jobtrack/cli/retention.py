@@ -1,12 +1,16 @@
 """``jobtrack retention [--days N]``: delete old finished jobs and old events."""
 
-from typing import Annotated
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn
 
 from jobtrack.cli.common import console, open_database, run, settings_of
-from jobtrack.queue.retention import RetentionReport, purge
+
+if TYPE_CHECKING:
+    from jobtrack.queue.retention import RetentionReport
 
 
 def register(app: typer.Typer) -> None:
@@ -32,6 +36,8 @@ def register(app: typer.Typer) -> None:
         keep_events = event_days if event_days is not None else settings.event_retention_days
 
         async def go() -> RetentionReport:
+            from jobtrack.queue.retention import purge
+
             db = await open_database(settings, create=False)
             totals: dict[str, int] = {}
             try:

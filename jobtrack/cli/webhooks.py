@@ -12,6 +12,8 @@ at webhooks and their deliveries.
 The listings read the database directly (every tenant unless ``--tenant``).
 """
 
+from __future__ import annotations
+
 import asyncio
 import logging
 import signal
@@ -31,8 +33,10 @@ from jobtrack.cli.common import (
     settings_of,
 )
 from jobtrack.domain.status import DeliveryStatus
-from jobtrack.settings import Settings
-from jobtrack.store.webhooks import Delivery, Webhook
+
+if TYPE_CHECKING:
+    from jobtrack.settings import Settings
+    from jobtrack.store.webhooks import Delivery, Webhook
 
 if TYPE_CHECKING:  # httpx and the delivery loop load only for the commands that use them
     from jobtrack.webhooks.runner import WebhookRunner
@@ -48,7 +52,7 @@ def _when(value: datetime | None) -> str:
     return "" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
 
 
-async def deliver_until_signalled(settings: Settings) -> "WebhookRunner":
+async def deliver_until_signalled(settings: Settings) -> WebhookRunner:
     """Run the webhook loops until SIGTERM or SIGINT; attempts still waiting for a
     receiver are abandoned (their leases end and they are attempted again)."""
     from jobtrack.webhooks.runner import run_webhooks

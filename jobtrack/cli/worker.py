@@ -1,16 +1,19 @@
 """``jobtrack worker MODULE:APP --queues a,b --concurrency N``: run an App's tasks."""
 
+from __future__ import annotations
+
 import gc
 import logging
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from jobtrack.cli.common import console, migrate_if_wanted, run, settings_of
 from jobtrack.errors import JobtrackError
-from jobtrack.queue.app import App
-from jobtrack.queue.loader import load_app
-from jobtrack.queue.worker import Worker, WorkerStats
+
+if TYPE_CHECKING:
+    from jobtrack.queue.app import App
+    from jobtrack.queue.worker import WorkerStats
 
 
 def register(app: typer.Typer) -> None:
@@ -31,6 +34,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the tasks of MODULE:APP until SIGTERM or SIGINT (graceful: running jobs get
         --grace seconds; a second signal interrupts them, and they are retried)."""
+        from jobtrack.queue.loader import load_app
+
         logging.basicConfig(level=log_level.upper(),
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         settings = settings_of(ctx)
@@ -62,6 +67,8 @@ def _tune_gc() -> None:
 
 async def _work(app: App, queues: list[str] | None, concurrency: int,
                 grace: float) -> WorkerStats:
+    from jobtrack.queue.worker import Worker
+
     async with app:
         worker = Worker(app, queues=queues, concurrency=concurrency, grace_seconds=grace)
         worker.install_signal_handlers()
