@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -17,6 +18,25 @@ if TYPE_CHECKING:
     from jobtrack.store.engine import Database
 
 T = TypeVar("T")
+
+
+class LogLevel(enum.StrEnum):
+    """``--log-level`` of ``worker`` and ``serve`` (any case accepted)."""
+
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+def setup_logging(level: LogLevel) -> None:
+    """One line per record on stderr; Alembic's set-up chatter only at debug level."""
+    import logging
+
+    logging.basicConfig(level=level.value.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if level is not LogLevel.DEBUG:
+        logging.getLogger("alembic").setLevel(logging.WARNING)
 
 #: human output goes to stderr so stdout stays clean for scripts (e.g. a printed key)
 console = Console(stderr=True)
