@@ -32,7 +32,15 @@ from rich.text import Text
 
 from jobtrack.cli import enqueue
 from jobtrack.cli.common import console, open_database, out, run, settings_of
-from jobtrack.cli.flows import STYLE, job_label, progress_bar
+from jobtrack.cli.flows import (
+    STYLE,
+    WIDE,
+    job_label,
+    narrow_table,
+    progress_bar,
+    stacked,
+    when,
+)
 from jobtrack.domain.jobs import Change, Job, plan_cancel, plan_retry
 from jobtrack.domain.status import JobStatus, PhaseStatus, normalize_status
 from jobtrack.domain.wire import job_to_wire
@@ -78,7 +86,7 @@ def _progress(job: Job) -> str:
 def render_job(job: Job, history: Sequence[StoredEvent] = ()) -> RenderableType:
     """A job in full: the label line, its fields, phases with bars, outcome, history."""
     parts: list[RenderableType] = [Text.assemble(("job ", "bold"), job.id, " ",
-                                                 job_label(job))]
+                                                 job_label(job, tell_apart=False))]
     fields = Table.grid(padding=(0, 2))
     fields.add_column(style="dim")
     fields.add_column()
@@ -226,6 +234,16 @@ def register(app: typer.Typer) -> None:
             return
         if not found:
             console.print("no jobs")
+            return
+        if out.width < WIDE:
+            narrow = narrow_table("job id", "name / queue", "status / step", "updated")
+            for j in found:
+                step = " ".join(filter(None, (j.step, _progress(j))))
+                if j.attempt > 1:
+                    step += f" attempt {j.attempt}/{j.max_attempts}"
+                narrow.add_row(j.id, stacked(j.name, j.queue_name),
+                               stacked(_status(j.status.value), step), when(j.updated_at))
+            out.print(narrow)
             return
         table = Table("queue", "name", "status", "step", "progress", "attempt", "tenant",
                       "updated")

@@ -9,6 +9,11 @@ import typer
 from rich.table import Table
 
 from jobtrack.cli.common import console, open_database, out, run, settings_of
+from jobtrack.cli.flows import WIDE, narrow_table, stacked
+
+
+def _day(value: object) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if isinstance(value, datetime) else ""
 
 
 def register(app: typer.Typer) -> None:
@@ -60,8 +65,18 @@ def register(app: typer.Typer) -> None:
             finally:
                 await db.dispose()
 
+        keys = run(go())
+        if out.width < WIDE:
+            narrow = narrow_table("id", "prefix", "tenant", "created", "revoked")
+            for k in keys:
+                tenant = f"{k['tenant']} (admin)" if k["admin"] else str(k["tenant"])
+                narrow.add_row(str(k["id"]), str(k["prefix"]),
+                               stacked(tenant, str(k["label"] or "")),
+                               _day(k["created_at"]), _day(k["revoked_at"]))
+            out.print(narrow)
+            return
         table = Table("id", "prefix", "tenant", "admin", "label", "created", "revoked")
-        for k in run(go()):
+        for k in keys:
             table.add_row(*(str(k[c] if k[c] is not None else "") for c in
                             ("id", "prefix", "tenant", "admin", "label", "created_at",
                              "revoked_at")))
