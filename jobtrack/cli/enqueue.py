@@ -41,6 +41,9 @@ def register(group: typer.Typer) -> None:
         delay: Annotated[float | None, typer.Option(
             min=0, help="seconds before it may run")] = None,
         priority: Annotated[int, typer.Option(help="higher runs first")] = 0,
+        phases: Annotated[str | None, typer.Option(
+            help="comma-separated phases, as the task declares them (a task that reports "
+                 "phases needs them)")] = None,
         max_attempts: Annotated[int | None, typer.Option(
             min=1, help="runs before it stays failed (default: no retry)")] = None,
         tenant: Annotated[str, typer.Option(help="the tenant it belongs to")] = "default",
@@ -58,7 +61,9 @@ def register(group: typer.Typer) -> None:
             async with App(settings=settings, tenant=tenant) as jobs:
                 [job] = await jobs.enqueue_many(
                     name, [arguments], queue=queue, priority=priority, delay=delay,
-                    max_attempts=max_attempts)
+                    max_attempts=max_attempts,
+                    phases=[p.strip() for p in phases.split(",") if p.strip()]
+                    if phases else None)
                 out.print(job.id, soft_wrap=True, highlight=False)
                 out.file.flush()
                 return await jobs.wait(job.id) if wait else job

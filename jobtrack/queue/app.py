@@ -13,7 +13,8 @@
 
 Enqueue options are keyword arguments with a leading underscore (a job's own data never
 starts with one): ``_queue``, ``_priority``, ``_delay`` (seconds or timedelta),
-``_run_at``, ``_idempotency_key``, ``_max_attempts``.
+``_run_at``, ``_idempotency_key``, ``_max_attempts``, ``_phases`` (a task registered
+elsewhere: the phases it reports).
 """
 
 import asyncio
@@ -40,7 +41,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 #: enqueue options, as accepted with a leading underscore
 OPTIONS = frozenset({"queue", "priority", "delay", "run_at", "idempotency_key",
-                     "max_attempts"})
+                     "max_attempts", "phases"})
 #: rows per statement batch of ``enqueue_many`` (one transaction for all)
 ENQUEUE_CHUNK = 5000
 
@@ -158,7 +159,8 @@ class App:
         return new_job(
             id=new_id(), tenant=self.tenant,
             queue_name=options.get("queue") or (task.queue if task else "default"),
-            name=name, now=now, data=data, phases=task.phases if task else (),
+            name=name, now=now, data=data,
+            phases=options.get("phases") or (task.phases if task else ()),
             priority=int(options.get("priority") or 0), run_at=run_at,
             max_attempts=int(max_attempts), idempotency_key=options.get("idempotency_key"),
         )

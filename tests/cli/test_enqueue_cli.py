@@ -53,6 +53,15 @@ def test_enqueue_prints_the_id_alone_and_stores_the_options(tmp_path: Path) -> N
     assert job.run_at is not None and (job.run_at - before).total_seconds() >= 59
 
 
+def test_enqueue_declares_the_phases_of_a_task_registered_elsewhere(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    code, stdout, stderr = invoke(url, "jobs", "enqueue", "ingest", "--phases",
+                                  "loading, indexing")
+    assert code == 0, stderr
+    job = _stored(url, stdout.strip())
+    assert job is not None and [p.name for p in job.phases] == ["loading", "indexing"]
+
+
 def test_enqueue_refuses_data_that_is_not_a_json_object(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'new.db'}"
     for bad in ("{not json", "[1, 2]"):
