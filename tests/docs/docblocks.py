@@ -8,7 +8,7 @@ directory, against a fresh SQLite database (``./jobtrack.db`` there).
   (``jobtrack serve &``, ``jobtrack worker ... &``) keeps running for the next blocks and
   is stopped (SIGTERM, then SIGKILL) when the page is done.
 - ``python`` blocks run with the same interpreter as this script.
-- Port 8000 in a page becomes a free port, so pages can run side by side.
+- Ports 8000 to 8099 in a page become free ports, so pages can run side by side.
 
 Used by ``tests/docs/test_docs_run.py`` and ``scripts/fresh-clone-check``::
 
@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```\s*$", re.M | re.S)
+PORT = re.compile(r"\b80\d\d\b")
 
 
 @dataclass
@@ -66,8 +67,9 @@ class Failed(AssertionError):
 def run_page(page: Path, workdir: Path | None = None, timeout: float = 120) -> list[str]:
     """Run the page's blocks; return each block's output. Raises :class:`Failed` naming
     the block (its line in the page) and its output."""
-    port = str(free_port())
-    text = page.read_text().replace("8000", port)
+    ports: dict[str, str] = {}
+    text = PORT.sub(lambda m: ports.setdefault(m.group(0), str(free_port())),
+                    page.read_text())
     work = workdir or Path(tempfile.mkdtemp(prefix="jobtrack-doc-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOBTRACK_")}
     bin_dir = str(Path(sys.executable).parent)
@@ -87,17 +89,20 @@ def run_page(page: Path, workdir: Path | None = None, timeout: float = 120) -> l
                 args = [sys.executable, "-c", block.code]
             else:
                 raise Failed(f"{page}:{block.line}: cannot run a {block.lang!r} block")
-            proc = subprocess.Popen(args, cwd=work, env=env, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, text=True,
-                                    start_new_session=True)
+            # output to a file, not a pipe: what the block leaves running in the
+            # background may keep the descriptor open long after the block is done
+            log = work / f".block-{block.line}.log"
+            with log.open("w") as sink:
+                proc = subprocess.Popen(args, cwd=work, env=env, stdout=sink,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
             groups.append(proc.pid)
             try:
-                output, _ = proc.communicate(timeout=timeout)
+                proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 _stop(proc.pid)
-                output, _ = proc.communicate()
                 raise Failed(f"{page}:{block.line}: still running after {timeout:g} s:\n"
-                             f"{block.code}\n--- output ---\n{output}") from None
+                             f"{block.code}\n--- output ---\n{log.read_text()}") from None
+            output = log.read_text()
             outputs.append(output)
             if proc.returncode != 0:
                 raise Failed(f"{page}:{block.line}: exit {proc.returncode}:\n{block.code}\n"
