@@ -7,7 +7,7 @@ import pytest
 from docblocks import blocks, run_page
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = sorted([ROOT / "docs/tutorial.md", ROOT / "docs/coming-from.md",
+PAGES = sorted([ROOT / "README.md", ROOT / "docs/tutorial.md", ROOT / "docs/coming-from.md",
                 *(ROOT / "docs/how-to").glob("*.md")])
 
 
