@@ -71,6 +71,7 @@ def run_page(page: Path, workdir: Path | None = None, timeout: float = 120) -> l
     text = PORT.sub(lambda m: ports.setdefault(m.group(0), str(free_port())),
                     page.read_text())
     work = workdir or Path(tempfile.mkdtemp(prefix="jobtrack-doc-"))
+    work.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOBTRACK_")}
     bin_dir = str(Path(sys.executable).parent)
     env.update(PATH=f"{bin_dir}:{env.get('PATH', '')}", PYTHONPATH=str(work),
