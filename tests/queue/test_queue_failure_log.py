@@ -2,15 +2,19 @@
 error keeps the traceback (bounded) next to its message and type."""
 
 import logging
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import pytest
-from conftest import Running
 
 from jobtrack.domain.status import JobStatus
 from jobtrack.queue.app import App
 from jobtrack.queue.context import JobContext, SyncJobContext
 from jobtrack.queue.execution import TRACEBACK_LIMIT, error_of
+from jobtrack.queue.worker import Worker
+
+Running = Callable[..., AbstractAsyncContextManager[Worker]]
 
 
 async def test_a_failing_task_is_logged_and_its_error_keeps_the_traceback(
