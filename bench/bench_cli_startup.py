@@ -25,6 +25,9 @@ TARGET = 0.3
 def _seed(url: str) -> None:
     from jobtrack.queue.app import App
     from jobtrack.queue.flows import FlowJob
+    from jobtrack.store import migrate
+
+    migrate.upgrade(url)  # (older versions' App did not migrate a new file itself)
 
     async def go() -> None:
         async with App(url) as app:

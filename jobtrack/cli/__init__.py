@@ -44,7 +44,7 @@ def root(
                      help="sqlite:///PATH (default ./jobtrack.db) or postgresql://..."),
     ] = None,
 ) -> None:
-    ctx.obj = common.build_settings(database_url)
+    ctx.obj = common.RootOptions(database_url)
 
 
 for module in (migrate, keys, serve, worker, webhooks, jobs, flows, retention, contract, demo):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
@@ -43,20 +44,46 @@ console = Console(stderr=True)
 out = Console()
 
 
+#: ``jobtrack.settings.DEFAULT_DATABASE_URL``, spelled here too so that commands that only
+#: need the URL do not load pydantic (tests/cli/test_cli_startup.py checks they agree)
+DEFAULT_DATABASE_URL = "sqlite:///./jobtrack.db"
+
+
+@dataclass
+class RootOptions:
+    """What the root callback was given (``--database-url`` or its environment
+    variable); the full settings are built on first need."""
+
+    database_url: str | None
+    settings: Settings | None = None
+
+
 def build_settings(database_url: str | None) -> Settings:
-    from jobtrack.settings import Settings  # pydantic: only for commands that run
+    from jobtrack.settings import Settings  # pydantic: only for commands that use it
 
     if database_url:
         return Settings(database_url=database_url)
     return Settings()
 
 
-def settings_of(ctx: typer.Context) -> Settings:
-    from jobtrack.settings import Settings
-
+def _root(ctx: typer.Context) -> RootOptions:
     obj = ctx.find_root().obj
-    assert isinstance(obj, Settings)
+    assert isinstance(obj, RootOptions)
     return obj
+
+
+def settings_of(ctx: typer.Context) -> Settings:
+    """Every ``JOBTRACK_*`` setting, with the command line's database URL."""
+    root = _root(ctx)
+    if root.settings is None:
+        root.settings = build_settings(root.database_url)
+    return root.settings
+
+
+def url_of(ctx: typer.Context) -> str:
+    """The database URL alone: ``--database-url``, ``JOBTRACK_DATABASE_URL`` or the
+    default, without building the settings."""
+    return _root(ctx).database_url or DEFAULT_DATABASE_URL
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -86,7 +113,7 @@ def migrate_if_wanted(settings: Settings, no_migrate: bool) -> None:
         migrate.upgrade(settings.database_url)
 
 
-async def open_database(settings: Settings, *, create: bool, pool_size: int = 1) -> Database:
+async def open_database(url: str, *, create: bool, pool_size: int = 1) -> Database:
     """The command's database, ready for use (the caller disposes of it).
 
     A new embedded (SQLite) database is migrated first; ``create=False`` (commands that
@@ -96,7 +123,7 @@ async def open_database(settings: Settings, *, create: bool, pool_size: int = 1)
     from jobtrack.store.engine import Database
     from jobtrack.store.migrate import prepare
 
-    db = Database(settings.database_url, pool_size=pool_size)
+    db = Database(url, pool_size=pool_size)
     try:
         await prepare(db, create=create)
     except BaseException:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.console import Group, RenderableType
@@ -22,14 +22,11 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from jobtrack.cli.common import console, open_database, out, run, settings_of
+from jobtrack.cli.common import console, open_database, out, run, url_of
 from jobtrack.domain.flows import Flow
 from jobtrack.domain.jobs import Job, Phase
 from jobtrack.domain.status import FlowStatus, JobStatus, PhaseStatus, normalize_status
 from jobtrack.errors import NotFound
-
-if TYPE_CHECKING:
-    from jobtrack.settings import Settings
 
 #: colour of each status (job, flow and phase statuses share their spellings)
 STYLE = {
@@ -165,10 +162,10 @@ def render_flow(flow: Flow, jobs: Sequence[Job]) -> RenderableType:
     return Group(*parts)
 
 
-async def load(settings: Settings, flow_id: str, max_jobs: int) -> tuple[Flow, list[Job]]:
+async def load(url: str, flow_id: str, max_jobs: int) -> tuple[Flow, list[Job]]:
     from jobtrack.store import flows as store_flows
 
-    db = await open_database(settings, create=False)
+    db = await open_database(url, create=False)
     try:
         async with db.read() as conn:
             flow = await store_flows.get_flow(conn, flow_id, tenant=None)
@@ -179,13 +176,13 @@ async def load(settings: Settings, flow_id: str, max_jobs: int) -> tuple[Flow, l
         await db.dispose()
 
 
-async def watch(settings: Settings, flow_id: str, max_jobs: int, interval: float) -> Flow:
+async def watch(url: str, flow_id: str, max_jobs: int, interval: float) -> Flow:
     """Redraw the flow every ``interval`` seconds until it is finished."""
-    flow, jobs = await load(settings, flow_id, max_jobs)
+    flow, jobs = await load(url, flow_id, max_jobs)
     with Live(render_flow(flow, jobs), console=out, auto_refresh=False) as live:
         while flow.status not in FINISHED or flow.progress.running:
             await asyncio.sleep(interval)
-            flow, jobs = await load(settings, flow_id, max_jobs)
+            flow, jobs = await load(url, flow_id, max_jobs)
             live.update(render_flow(flow, jobs), refresh=True)
     return flow
 
@@ -206,11 +203,11 @@ def register(app: typer.Typer) -> None:
         max_jobs: Annotated[int, typer.Option(min=1, help="jobs shown in the tree")] = 200,
     ) -> None:
         """A flow's status and progress, and its job tree."""
-        settings = settings_of(ctx)
+        url = url_of(ctx)
         if watch_:
-            run(watch(settings, flow_id, max_jobs, interval))
+            run(watch(url, flow_id, max_jobs, interval))
         else:
-            out.print(render_flow(*run(load(settings, flow_id, max_jobs))))
+            out.print(render_flow(*run(load(url, flow_id, max_jobs))))
 
     @group.command("ls")
     def list_flows(
@@ -221,13 +218,13 @@ def register(app: typer.Typer) -> None:
         limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
     ) -> None:
         """Recent flows, newest first."""
-        settings = settings_of(ctx)
+        url = url_of(ctx)
 
         async def go() -> list[Flow]:
             from jobtrack.store import flows as store_flows
 
             wanted = None if status is None else FlowStatus(normalize_status(status).value)
-            db = await open_database(settings, create=False)
+            db = await open_database(url, create=False)
             try:
                 async with db.read() as conn:
                     page, _ = await store_flows.list_flows(

@@ -31,7 +31,7 @@ from rich.table import Table
 from rich.text import Text
 
 from jobtrack.cli import enqueue
-from jobtrack.cli.common import console, open_database, out, run, settings_of
+from jobtrack.cli.common import console, open_database, out, run, url_of
 from jobtrack.cli.flows import (
     STYLE,
     WIDE,
@@ -46,7 +46,6 @@ from jobtrack.domain.status import JobStatus, PhaseStatus, normalize_status
 from jobtrack.domain.wire import job_to_wire
 
 if TYPE_CHECKING:
-    from jobtrack.settings import Settings
     from jobtrack.store.events import StoredEvent
 
 #: who the event log records as the author of a change made here
@@ -146,13 +145,13 @@ def render_history(history: Sequence[StoredEvent]) -> Table:
     return table
 
 
-async def load(settings: Settings, job_id: str, *, with_history: bool
+async def load(url: str, job_id: str, *, with_history: bool
                ) -> tuple[Job, list[StoredEvent]]:
     from jobtrack.store import events as store_events
     from jobtrack.store.jobs import get_job
     from jobtrack.store.jobs import not_found as job_not_found
 
-    db = await open_database(settings, create=False)
+    db = await open_database(url, create=False)
     try:
         async with db.read() as conn:
             job = await get_job(conn, job_id, tenant=None)
@@ -164,26 +163,26 @@ async def load(settings: Settings, job_id: str, *, with_history: bool
         await db.dispose()
 
 
-async def watch(settings: Settings, job_id: str, interval: float) -> Job:
+async def watch(url: str, job_id: str, interval: float) -> Job:
     """Redraw the job every ``interval`` seconds until it is finished."""
-    job, _ = await load(settings, job_id, with_history=False)
+    job, _ = await load(url, job_id, with_history=False)
     with Live(render_job(job), console=out, auto_refresh=False) as live:
         while not job.is_terminal:
             await asyncio.sleep(interval)
-            job, _ = await load(settings, job_id, with_history=False)
+            job, _ = await load(url, job_id, with_history=False)
             live.update(render_job(job), refresh=True)
-    job, history = await load(settings, job_id, with_history=True)
+    job, history = await load(url, job_id, with_history=True)
     out.print()
     out.print(render_history(history))
     return job
 
 
-async def act(settings: Settings, job_id: str, plan: Callable[[Job, datetime], Change]) -> Job:
+async def act(url: str, job_id: str, plan: Callable[[Job, datetime], Change]) -> Job:
     from jobtrack.store.jobs import change_job
 
     """One action on one job, planned against the locked, stored job."""
     now = datetime.now(UTC)
-    db = await open_database(settings, create=True)
+    db = await open_database(url, create=True)
     try:
         async with db.write() as conn:
             return await change_job(conn, job_id, lambda job: plan(job, now), tenant=None,
@@ -212,13 +211,13 @@ def register(app: typer.Typer) -> None:
                                                               "(the API's wire form)")] = False,
     ) -> None:
         """Recent jobs, newest first."""
-        settings = settings_of(ctx)
+        url = url_of(ctx)
 
         async def go() -> list[Job]:
             from jobtrack.store.jobs import JobFilter, list_jobs
 
             wanted = None if status is None else normalize_status(status)
-            db = await open_database(settings, create=False)
+            db = await open_database(url, create=False)
             try:
                 async with db.read() as conn:
                     page, _ = await list_jobs(conn, JobFilter(
@@ -262,8 +261,8 @@ def register(app: typer.Typer) -> None:
                                                               "(the API's wire form)")] = False,
     ) -> None:
         """A job: status, step, progress, phases, error, result, stats and history."""
-        settings = settings_of(ctx)
-        job, history = run(load(settings, job_id, with_history=not as_json))
+        url = url_of(ctx)
+        job, history = run(load(url, job_id, with_history=not as_json))
         if as_json:
             out.print_json(orjson.dumps(job_to_wire(job)).decode())
         else:
@@ -277,7 +276,7 @@ def register(app: typer.Typer) -> None:
         = 0.5,
     ) -> None:
         """Follow a job live until it finishes (exit 0: completed; 1: failed/cancelled)."""
-        job = run(watch(settings_of(ctx), job_id, interval))
+        job = run(watch(url_of(ctx), job_id, interval))
         raise typer.Exit(0 if job.status is JobStatus.COMPLETED else 1)
 
     @group.command("cancel")
@@ -285,7 +284,7 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context, job_id: Annotated[str, typer.Argument(help="the job's id")]
     ) -> None:
         """Cancel a job: a pending one now, a running one at its worker's next checkpoint."""
-        job = run(act(settings_of(ctx), job_id, plan_cancel))
+        job = run(act(url_of(ctx), job_id, plan_cancel))
         if job.status is JobStatus.CANCELLED:
             console.print(f"job {job.id} cancelled")
         else:
@@ -297,6 +296,6 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context, job_id: Annotated[str, typer.Argument(help="the job's id")]
     ) -> None:
         """Run a failed or cancelled job again, as a new attempt."""
-        job = run(act(settings_of(ctx), job_id, plan_retry))
+        job = run(act(url_of(ctx), job_id, plan_retry))
         console.print(f"job {job.id} is {job.status.value} again (attempt {job.attempt} of "
                       f"{job.max_attempts})")

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from jobtrack.cli.common import console, open_database, out, run, settings_of
+from jobtrack.cli.common import console, open_database, out, run, url_of
 from jobtrack.cli.flows import WIDE, narrow_table, stacked
 
 
@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
         label: Annotated[str | None, typer.Option(help="a note to tell keys apart")] = None,
     ) -> None:
         """Create a key and print it, alone, on stdout (it is shown only once)."""
-        settings = settings_of(ctx)
+        url = url_of(ctx)
         tenant = tenant.strip()
         if not tenant or len(tenant) > 100:
             console.print("[red]error:[/red] --tenant must be 1 to 100 characters")
@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
         async def go() -> str:
             from jobtrack.store import keys as store_keys
 
-            db = await open_database(settings, create=True)
+            db = await open_database(url, create=True)
             try:
                 async with db.write() as conn:
                     raw, _ = await store_keys.create_key(
@@ -53,12 +53,12 @@ def register(app: typer.Typer) -> None:
     @group.command("ls")
     def list_keys(ctx: typer.Context) -> None:
         """List keys (prefix, tenant, admin, revoked); never the keys themselves."""
-        settings = settings_of(ctx)
+        url = url_of(ctx)
 
         async def go() -> list[dict[str, object]]:
             from jobtrack.store import keys as store_keys
 
-            db = await open_database(settings, create=False)
+            db = await open_database(url, create=False)
             try:
                 async with db.read() as conn:
                     return await store_keys.list_keys(conn)
@@ -85,12 +85,12 @@ def register(app: typer.Typer) -> None:
     @group.command("revoke")
     def revoke(ctx: typer.Context, key_id: str) -> None:
         """Revoke a key by id (API processes stop accepting it within key_cache_seconds)."""
-        settings = settings_of(ctx)
+        url = url_of(ctx)
 
         async def go() -> bool:
             from jobtrack.store import keys as store_keys
 
-            db = await open_database(settings, create=True)
+            db = await open_database(url, create=True)
             try:
                 async with db.write() as conn:
                     return await store_keys.revoke_key(conn, key_id, datetime.now(UTC))

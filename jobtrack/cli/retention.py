@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
         async def go() -> RetentionReport:
             from jobtrack.queue.retention import purge
 
-            db = await open_database(settings, create=False)
+            db = await open_database(settings.database_url, create=False)
             totals: dict[str, int] = {}
             try:
                 with Progress(SpinnerColumn(), TextColumn("{task.description}"),

@@ -31,6 +31,7 @@ from jobtrack.cli.common import (
     out,
     run,
     settings_of,
+    url_of,
 )
 from jobtrack.domain.status import DeliveryStatus
 
@@ -99,12 +100,12 @@ def register(app: typer.Typer) -> None:
         tenant: Annotated[str | None, typer.Option(help="only this tenant's webhooks")] = None,
     ) -> None:
         """Every webhook, oldest first (never its secret)."""
-        settings = settings_of(ctx)
+        url = url_of(ctx)
 
         from jobtrack.webhooks import registry
 
         async def go() -> list[Webhook]:
-            db = await open_database(settings, create=False)
+            db = await open_database(url, create=False)
             try:
                 return await registry.webhooks(db, tenant=tenant)
             finally:
@@ -128,12 +129,12 @@ def register(app: typer.Typer) -> None:
         limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
     ) -> None:
         """A webhook's latest deliveries, newest first: status, attempts, last answer."""
-        settings = settings_of(ctx)
+        url = url_of(ctx)
 
         from jobtrack.webhooks import registry
 
         async def go() -> list[Delivery]:
-            db = await open_database(settings, create=False)
+            db = await open_database(url, create=False)
             try:
                 return await registry.deliveries(db, webhook_id, tenant=None, limit=limit)
             finally:

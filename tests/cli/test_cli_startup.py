@@ -30,3 +30,17 @@ def test_help_loads_nothing_heavy() -> None:
         "try:\n    app(['--help'])\nexcept SystemExit:\n    pass")
     heavy = sorted(m for m in loaded if m.startswith(HEAVY))
     assert heavy == []
+
+
+def test_listings_load_no_settings_and_the_default_url_agrees() -> None:
+    from jobtrack.cli.common import DEFAULT_DATABASE_URL
+    from jobtrack.settings import DEFAULT_DATABASE_URL as SETTINGS_DEFAULT
+
+    assert DEFAULT_DATABASE_URL == SETTINGS_DEFAULT
+    loaded = _loaded_after(
+        "import os, tempfile\n"
+        "os.chdir(tempfile.mkdtemp())\n"
+        "from jobtrack.cli import app\n"
+        "try:\n    app(['jobs', 'ls'])\nexcept SystemExit:\n    pass")
+    # (typer itself loads pydantic to read a command's parameters)
+    assert "jobtrack.settings" not in loaded
