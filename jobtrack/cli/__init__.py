@@ -30,6 +30,8 @@ app = typer.Typer(
     help="jobtrack: a job queue where every job and flow has one trustworthy status.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
+    # plain help: no type column that calls every flag <bool>, and no rich layout to load
+    rich_markup_mode=None,
 )
 
 
@@ -42,7 +44,7 @@ def root(
                      help="sqlite:///PATH (default ./jobtrack.db) or postgresql://..."),
     ] = None,
 ) -> None:
-    ctx.obj = common.build_settings(database_url)
+    ctx.obj = common.RootOptions(database_url)
 
 
 for module in (migrate, keys, serve, worker, webhooks, jobs, flows, retention, contract, demo):

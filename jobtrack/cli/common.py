@@ -1,34 +1,91 @@
 """What every command shares: settings, the error-to-exit mapping, the console."""
 
+from __future__ import annotations
+
 import asyncio
+import enum
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.measure import Measurement
-from rich.table import Table
+from rich.text import Text
 
 from jobtrack.errors import JobtrackError
-from jobtrack.settings import Settings
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from jobtrack.settings import Settings
+    from jobtrack.store.engine import Database
 
 T = TypeVar("T")
+
+
+class LogLevel(enum.StrEnum):
+    """``--log-level`` of ``worker`` and ``serve`` (any case accepted)."""
+
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+def setup_logging(level: LogLevel) -> None:
+    """One line per record on stderr; Alembic's set-up chatter only at debug level."""
+    import logging
+
+    logging.basicConfig(level=level.value.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if level is not LogLevel.DEBUG:
+        logging.getLogger("alembic").setLevel(logging.WARNING)
 
 #: human output goes to stderr so stdout stays clean for scripts (e.g. a printed key)
 console = Console(stderr=True)
 out = Console()
 
 
+#: ``jobtrack.settings.DEFAULT_DATABASE_URL``, spelled here too so that commands that only
+#: need the URL do not load pydantic (tests/cli/test_cli_startup.py checks they agree)
+DEFAULT_DATABASE_URL = "sqlite:///./jobtrack.db"
+
+
+@dataclass
+class RootOptions:
+    """What the root callback was given (``--database-url`` or its environment
+    variable); the full settings are built on first need."""
+
+    database_url: str | None
+    settings: Settings | None = None
+
+
 def build_settings(database_url: str | None) -> Settings:
+    from jobtrack.settings import Settings  # pydantic: only for commands that use it
+
     if database_url:
         return Settings(database_url=database_url)
     return Settings()
 
 
-def settings_of(ctx: typer.Context) -> Settings:
+def _root(ctx: typer.Context) -> RootOptions:
     obj = ctx.find_root().obj
-    assert isinstance(obj, Settings)
+    assert isinstance(obj, RootOptions)
     return obj
+
+
+def settings_of(ctx: typer.Context) -> Settings:
+    """Every ``JOBTRACK_*`` setting, with the command line's database URL."""
+    root = _root(ctx)
+    if root.settings is None:
+        root.settings = build_settings(root.database_url)
+    return root.settings
+
+
+def url_of(ctx: typer.Context) -> str:
+    """The database URL alone: ``--database-url``, ``JOBTRACK_DATABASE_URL`` or the
+    default, without building the settings."""
+    return _root(ctx).database_url or DEFAULT_DATABASE_URL
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -45,7 +102,8 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             return runner.run(coro)
     except JobtrackError as exc:
-        console.print(f"[red]error:[/red] {exc.message}")
+        # one line, even on a narrow terminal, and the message is never read as markup
+        console.print(Text.assemble(("error:", "red"), " ", exc.message), soft_wrap=True)
         raise typer.Exit(code=1) from None
 
 
@@ -64,6 +122,27 @@ def print_table(table: Table) -> None:
     if out.is_terminal:
         out.print(table)
         return
+    from rich.measure import Measurement
+
     unbounded = out.options.update_width(1_000_000)  # measure() alone stops at the width
     wide = max(out.width, Measurement.get(out, unbounded, table).maximum)
     Console(width=wide).print(table)  # (print(width=) cannot go past the console's)
+
+
+async def open_database(url: str, *, create: bool, pool_size: int = 1) -> Database:
+    """The command's database, ready for use (the caller disposes of it).
+
+    A new embedded (SQLite) database is migrated first; ``create=False`` (commands that
+    only read) refuses a missing file in one line instead of creating it. A PostgreSQL or
+    outdated schema is reported in one line naming ``jobtrack migrate``.
+    """
+    from jobtrack.store.engine import Database
+    from jobtrack.store.migrate import prepare
+
+    db = Database(url, pool_size=pool_size)
+    try:
+        await prepare(db, create=create)
+    except BaseException:
+        await db.dispose()
+        raise
+    return db

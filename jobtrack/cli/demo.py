@@ -7,6 +7,8 @@ would, and draws every job's status, step and phase progress from the database u
 flow is finished.
 """
 
+from __future__ import annotations
+
 import asyncio
 import contextlib
 import os
@@ -16,7 +18,7 @@ import sys
 import tempfile
 import time
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Group
@@ -30,11 +32,10 @@ from jobtrack.domain.flows import Flow
 from jobtrack.domain.jobs import Job, plan_pause
 from jobtrack.domain.status import TERMINAL, FlowStatus, JobStatus, PhaseStatus
 from jobtrack.errors import Conflict, InvalidTransition
-from jobtrack.settings import Settings
-from jobtrack.store import events as store_events
-from jobtrack.store import flows as store_flows
-from jobtrack.store.engine import Database
-from jobtrack.store.jobs import change_job
+
+if TYPE_CHECKING:
+    from jobtrack.settings import Settings
+    from jobtrack.store.engine import Database
 
 COLORS = {
     JobStatus.PENDING.value: "yellow",
@@ -67,6 +68,7 @@ def register(app: typer.Typer) -> None:
 async def _demo(settings: Settings, documents: int, fast: bool, pause: bool,
                 timeout: float) -> bool:
     from jobtrack.examples.ingestion import app, collection_flow
+    from jobtrack.store.engine import Database
 
     app.use_database_url(settings.database_url)
     console.print(f"[bold]jobtrack demo[/bold] on {settings.database_url}")
@@ -118,6 +120,8 @@ def _stop_workers(workers: list[tuple[subprocess.Popen[bytes], str]]) -> None:
 
 
 async def _watch(db: Database, flow_id: str, pause: bool, timeout: float) -> Flow:
+    from jobtrack.store import flows as store_flows
+
     paused: tuple[str, str, float] | None = None
     resumed = not pause
     deadline = time.monotonic() + timeout
@@ -151,6 +155,8 @@ async def _watch(db: Database, flow_id: str, pause: bool, timeout: float) -> Flo
 
 
 async def _pause(db: Database, job_id: str, phase: str | None, *, resume: bool) -> Job:
+    from jobtrack.store.jobs import change_job
+
     now = datetime.now(UTC)
     async with db.write() as conn:
         return await change_job(
@@ -205,6 +211,8 @@ def _phases(job: Job) -> Text:
 
 
 async def _summary(db: Database, flow: Flow) -> None:
+    from jobtrack.store import events as store_events
+
     async with db.read() as conn:
         history = await store_events.history(conn, flow.root_job_id)
         events = await store_events.read_after(conn, 0, flow_id=flow.id, limit=100_000)

@@ -8,8 +8,11 @@
 Both read the database directly (an operator's view: every tenant unless ``--tenant``).
 """
 
+from __future__ import annotations
+
 import asyncio
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -19,7 +22,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from jobtrack.cli.common import console, out, print_table, run, settings_of
+from jobtrack.cli.common import console, open_database, out, print_table, run, url_of
 from jobtrack.domain.flows import Flow
 from jobtrack.domain.jobs import Job, Phase
 from jobtrack.domain.status import (
@@ -30,9 +33,6 @@ from jobtrack.domain.status import (
     normalize_status,
 )
 from jobtrack.errors import NotFound
-from jobtrack.settings import Settings
-from jobtrack.store import flows as store_flows
-from jobtrack.store.engine import Database
 
 #: colour of each status (job, flow and phase statuses share their spellings)
 STYLE = {
@@ -59,16 +59,23 @@ def _phase(phase: Phase) -> Text:
     return text
 
 
-def job_label(job: Job) -> Text:
-    """One line per job: name, status, step, queue, progress, phases."""
-    text = Text.assemble((job.name, "bold"), " ", _status(job.status.value),
-                         (f" step={job.step}", "dim"), (f" queue={job.queue_name}", "dim"))
+def job_label(job: Job, *, tell_apart: bool = True) -> Text:
+    """One line per job: name, status, step, queue, progress, phases; with
+    ``tell_apart`` (in a tree of like jobs) also the end of its id and its data."""
+    # the end of the id (its random part) and the data tell jobs of one task apart
+    text = Text.assemble((job.name, "bold"),
+                         (f" #{job.id[-8:]}" if tell_apart else "", "dim"), " ",
+                         _status(job.status.value), (f" step={job.step}", "dim"),
+                         (f" queue={job.queue_name}", "dim"))
     if job.progress is not None and job.progress.percentage is not None:
         text.append(f" {job.progress.percentage:g}%")
     if job.attempt > 1:
         text.append(f" attempt {job.attempt}/{job.max_attempts}", style="dim")
     if job.cancel_requested and not job.is_terminal:
         text.append(" cancel requested", style="magenta")
+    preview = _data_preview(job.data) if tell_apart else ""
+    if preview:
+        text.append(f" {preview}", style="dim")
     if job.phases:
         text.append(" [")
         for i, phase in enumerate(job.phases):
@@ -79,6 +86,46 @@ def job_label(job: Job) -> Text:
     if job.error and job.status is JobStatus.FAILED:
         text.append(f" error: {job.error.get('message', '')}", style="red")
     return text
+
+
+#: console width below which tables take their narrow form (two lines per row, no tenant)
+WIDE = 120
+
+
+def narrow_table(*columns: str) -> Table:
+    """A table for an 80-column terminal: no vertical rules, cells fold instead of being
+    cut to ``s…``; the id column (first) never wraps."""
+    table = Table(box=None, pad_edge=False, header_style="bold underline")
+    table.add_column(columns[0], no_wrap=True)
+    for column in columns[1:]:
+        table.add_column(column, overflow="fold")
+    return table
+
+
+def stacked(first: str | Text, second: str | Text) -> Text:
+    """A two-line cell: the value, and a dim detail under it."""
+    text = first.copy() if isinstance(first, Text) else Text(first)
+    if second:
+        text.append("\n")
+        text.append_text(second if isinstance(second, Text) else Text(second, style="dim"))
+    return text
+
+
+def when(value: datetime | None) -> str:
+    """``HH:MM:SS`` today (UTC), else ``MM-DD HH:MM``."""
+    if value is None:
+        return ""
+    if value.date() == datetime.now(UTC).date():
+        return value.strftime("%H:%M:%S")
+    return value.strftime("%m-%d %H:%M")
+
+
+def _data_preview(data: object, width: int = 32) -> str:
+    """``key=value ...`` of a job's data, cut to ``width``: what tells like jobs apart."""
+    if not isinstance(data, dict) or not data:
+        return ""
+    text = " ".join(f"{k}={v}" for k, v in data.items())
+    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 def progress_bar(completed: int, total: int, width: int = 30) -> Text:
@@ -120,8 +167,10 @@ def render_flow(flow: Flow, jobs: Sequence[Job]) -> RenderableType:
     return Group(*parts)
 
 
-async def load(settings: Settings, flow_id: str, max_jobs: int) -> tuple[Flow, list[Job]]:
-    db = Database(settings.database_url, pool_size=1)
+async def load(url: str, flow_id: str, max_jobs: int) -> tuple[Flow, list[Job]]:
+    from jobtrack.store import flows as store_flows
+
+    db = await open_database(url, create=False)
     try:
         async with db.read() as conn:
             flow = await store_flows.get_flow(conn, flow_id, tenant=None)
@@ -132,13 +181,13 @@ async def load(settings: Settings, flow_id: str, max_jobs: int) -> tuple[Flow, l
         await db.dispose()
 
 
-async def watch(settings: Settings, flow_id: str, max_jobs: int, interval: float) -> Flow:
+async def watch(url: str, flow_id: str, max_jobs: int, interval: float) -> Flow:
     """Redraw the flow every ``interval`` seconds until it is finished."""
-    flow, jobs = await load(settings, flow_id, max_jobs)
+    flow, jobs = await load(url, flow_id, max_jobs)
     with Live(render_flow(flow, jobs), console=out, auto_refresh=False) as live:
         while flow.status not in FLOW_TERMINAL or flow.progress.running:
             await asyncio.sleep(interval)
-            flow, jobs = await load(settings, flow_id, max_jobs)
+            flow, jobs = await load(url, flow_id, max_jobs)
             live.update(render_flow(flow, jobs), refresh=True)
     return flow
 
@@ -159,11 +208,11 @@ def register(app: typer.Typer) -> None:
         max_jobs: Annotated[int, typer.Option(min=1, help="jobs shown in the tree")] = 200,
     ) -> None:
         """A flow's status and progress, and its job tree."""
-        settings = settings_of(ctx)
+        url = url_of(ctx)
         if watch_:
-            run(watch(settings, flow_id, max_jobs, interval))
+            run(watch(url, flow_id, max_jobs, interval))
         else:
-            out.print(render_flow(*run(load(settings, flow_id, max_jobs))))
+            out.print(render_flow(*run(load(url, flow_id, max_jobs))))
 
     @group.command("ls")
     def list_flows(
@@ -174,11 +223,13 @@ def register(app: typer.Typer) -> None:
         limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
     ) -> None:
         """Recent flows, newest first."""
-        settings = settings_of(ctx)
+        url = url_of(ctx)
 
         async def go() -> list[Flow]:
+            from jobtrack.store import flows as store_flows
+
             wanted = None if status is None else FlowStatus(normalize_status(status).value)
-            db = Database(settings.database_url, pool_size=1)
+            db = await open_database(url, create=False)
             try:
                 async with db.read() as conn:
                     page, _ = await store_flows.list_flows(
@@ -190,6 +241,16 @@ def register(app: typer.Typer) -> None:
         flows = run(go())
         if not flows:
             console.print("no flows")
+            return
+        if out.width < WIDE:
+            narrow = narrow_table("flow id", "flowname", "status", "created")
+            for f in flows:
+                p = f.progress
+                narrow.add_row(f.id, stacked(f.flowname, f.tenant),
+                               stacked(_status(f.status.value),
+                                       f"{p.completed}/{p.total} {p.percentage:g}%"),
+                               when(f.created_at))
+            out.print(narrow)
             return
         table = Table("flowname", "tenant", "status", "progress", "created")
         table.add_column("flow id", no_wrap=True)

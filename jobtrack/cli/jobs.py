@@ -1,5 +1,8 @@
-"""``jobtrack jobs``: look at and act on jobs from a terminal.
+"""``jobtrack jobs``: enqueue, look at and act on jobs from a terminal.
 
+- ``jobtrack jobs enqueue NAME [--queue Q] [--data JSON] [--delay S] [--priority P]
+  [--wait]``: the new job's id alone on stdout; with ``--wait``, its end state on stderr
+  and exit 0 when it completed, 1 otherwise.
 - ``jobtrack jobs ls [--queue Q] [--status S] [--name N] [--flow F] [--tenant T]``: recent
   jobs, newest first.
 - ``jobtrack jobs show JOB_ID``: the job's status, step, progress, phases (with bars),
@@ -13,10 +16,12 @@
 They read the database directly (an operator's view: every tenant unless ``--tenant``).
 """
 
+from __future__ import annotations
+
 import asyncio
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
@@ -25,17 +30,23 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from jobtrack.cli.common import console, out, print_table, run, settings_of
-from jobtrack.cli.flows import STYLE, job_label, progress_bar
+from jobtrack.cli import enqueue
+from jobtrack.cli.common import console, open_database, out, print_table, run, url_of
+from jobtrack.cli.flows import (
+    STYLE,
+    WIDE,
+    job_label,
+    narrow_table,
+    progress_bar,
+    stacked,
+    when,
+)
 from jobtrack.domain.jobs import Change, Job, plan_cancel, plan_retry
 from jobtrack.domain.status import JobStatus, PhaseStatus, normalize_status
 from jobtrack.domain.wire import job_to_wire
-from jobtrack.settings import Settings
-from jobtrack.store import events as store_events
-from jobtrack.store.engine import Database
-from jobtrack.store.events import StoredEvent
-from jobtrack.store.jobs import JobFilter, change_job, get_job, list_jobs
-from jobtrack.store.jobs import not_found as job_not_found
+
+if TYPE_CHECKING:
+    from jobtrack.store.events import StoredEvent
 
 #: who the event log records as the author of a change made here
 ACTOR = "cli"
@@ -74,7 +85,7 @@ def _progress(job: Job) -> str:
 def render_job(job: Job, history: Sequence[StoredEvent] = ()) -> RenderableType:
     """A job in full: the label line, its fields, phases with bars, outcome, history."""
     parts: list[RenderableType] = [Text.assemble(("job ", "bold"), job.id, " ",
-                                                 job_label(job))]
+                                                 job_label(job, tell_apart=False))]
     fields = Table.grid(padding=(0, 2))
     fields.add_column(style="dim")
     fields.add_column()
@@ -134,9 +145,13 @@ def render_history(history: Sequence[StoredEvent]) -> Table:
     return table
 
 
-async def load(settings: Settings, job_id: str, *, with_history: bool
+async def load(url: str, job_id: str, *, with_history: bool
                ) -> tuple[Job, list[StoredEvent]]:
-    db = Database(settings.database_url, pool_size=1)
+    from jobtrack.store import events as store_events
+    from jobtrack.store.jobs import get_job
+    from jobtrack.store.jobs import not_found as job_not_found
+
+    db = await open_database(url, create=False)
     try:
         async with db.read() as conn:
             job = await get_job(conn, job_id, tenant=None)
@@ -148,24 +163,26 @@ async def load(settings: Settings, job_id: str, *, with_history: bool
         await db.dispose()
 
 
-async def watch(settings: Settings, job_id: str, interval: float) -> Job:
+async def watch(url: str, job_id: str, interval: float) -> Job:
     """Redraw the job every ``interval`` seconds until it is finished."""
-    job, _ = await load(settings, job_id, with_history=False)
+    job, _ = await load(url, job_id, with_history=False)
     with Live(render_job(job), console=out, auto_refresh=False) as live:
         while not job.is_terminal:
             await asyncio.sleep(interval)
-            job, _ = await load(settings, job_id, with_history=False)
+            job, _ = await load(url, job_id, with_history=False)
             live.update(render_job(job), refresh=True)
-    job, history = await load(settings, job_id, with_history=True)
+    job, history = await load(url, job_id, with_history=True)
     out.print()
     out.print(render_history(history))
     return job
 
 
-async def act(settings: Settings, job_id: str, plan: Callable[[Job, datetime], Change]) -> Job:
+async def act(url: str, job_id: str, plan: Callable[[Job, datetime], Change]) -> Job:
+    from jobtrack.store.jobs import change_job
+
     """One action on one job, planned against the locked, stored job."""
     now = datetime.now(UTC)
-    db = Database(settings.database_url, pool_size=1)
+    db = await open_database(url, create=True)
     try:
         async with db.write() as conn:
             return await change_job(conn, job_id, lambda job: plan(job, now), tenant=None,
@@ -175,9 +192,11 @@ async def act(settings: Settings, job_id: str, plan: Callable[[Job, datetime], C
 
 
 def register(app: typer.Typer) -> None:
-    group = typer.Typer(help="Jobs: list, show, watch, cancel and retry.",
+    group = typer.Typer(help="Jobs: enqueue, list, show, watch, cancel and retry.",
                         no_args_is_help=True)
     app.add_typer(group, name="jobs")
+
+    enqueue.register(group)
 
     @group.command("ls")
     def list_command(
@@ -192,11 +211,13 @@ def register(app: typer.Typer) -> None:
                                                               "(the API's wire form)")] = False,
     ) -> None:
         """Recent jobs, newest first."""
-        settings = settings_of(ctx)
+        url = url_of(ctx)
 
         async def go() -> list[Job]:
+            from jobtrack.store.jobs import JobFilter, list_jobs
+
             wanted = None if status is None else normalize_status(status)
-            db = Database(settings.database_url, pool_size=1)
+            db = await open_database(url, create=False)
             try:
                 async with db.read() as conn:
                     page, _ = await list_jobs(conn, JobFilter(
@@ -212,6 +233,16 @@ def register(app: typer.Typer) -> None:
             return
         if not found:
             console.print("no jobs")
+            return
+        if out.width < WIDE:
+            narrow = narrow_table("job id", "name / queue", "status / step", "updated")
+            for j in found:
+                step = " ".join(filter(None, (j.step, _progress(j))))
+                if j.attempt > 1:
+                    step += f" attempt {j.attempt}/{j.max_attempts}"
+                narrow.add_row(j.id, stacked(j.name, j.queue_name),
+                               stacked(_status(j.status.value), step), when(j.updated_at))
+            out.print(narrow)
             return
         table = Table("queue", "name", "status", "step", "progress", "attempt", "tenant",
                       "updated")
@@ -230,8 +261,8 @@ def register(app: typer.Typer) -> None:
                                                               "(the API's wire form)")] = False,
     ) -> None:
         """A job: status, step, progress, phases, error, result, stats and history."""
-        settings = settings_of(ctx)
-        job, history = run(load(settings, job_id, with_history=not as_json))
+        url = url_of(ctx)
+        job, history = run(load(url, job_id, with_history=not as_json))
         if as_json:
             out.print_json(orjson.dumps(job_to_wire(job)).decode())
         else:
@@ -245,7 +276,7 @@ def register(app: typer.Typer) -> None:
         = 0.5,
     ) -> None:
         """Follow a job live until it finishes (exit 0: completed; 1: failed/cancelled)."""
-        job = run(watch(settings_of(ctx), job_id, interval))
+        job = run(watch(url_of(ctx), job_id, interval))
         raise typer.Exit(0 if job.status is JobStatus.COMPLETED else 1)
 
     @group.command("cancel")
@@ -253,7 +284,7 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context, job_id: Annotated[str, typer.Argument(help="the job's id")]
     ) -> None:
         """Cancel a job: a pending one now, a running one at its worker's next checkpoint."""
-        job = run(act(settings_of(ctx), job_id, plan_cancel))
+        job = run(act(url_of(ctx), job_id, plan_cancel))
         if job.status is JobStatus.CANCELLED:
             console.print(f"job {job.id} cancelled")
         else:
@@ -265,6 +296,6 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context, job_id: Annotated[str, typer.Argument(help="the job's id")]
     ) -> None:
         """Run a failed or cancelled job again, as a new attempt."""
-        job = run(act(settings_of(ctx), job_id, plan_retry))
+        job = run(act(url_of(ctx), job_id, plan_retry))
         console.print(f"job {job.id} is {job.status.value} again (attempt {job.attempt} of "
                       f"{job.max_attempts})")

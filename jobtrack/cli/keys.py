@@ -1,14 +1,19 @@
 """``jobtrack keys``: create, list and revoke API keys."""
 
+from __future__ import annotations
+
 from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from jobtrack.cli.common import console, out, print_table, run, settings_of
-from jobtrack.store import keys as store_keys
-from jobtrack.store.engine import Database
+from jobtrack.cli.common import console, open_database, out, print_table, run, url_of
+from jobtrack.cli.flows import WIDE, narrow_table, stacked
+
+
+def _day(value: object) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if isinstance(value, datetime) else ""
 
 
 def register(app: typer.Typer) -> None:
@@ -24,17 +29,16 @@ def register(app: typer.Typer) -> None:
         label: Annotated[str | None, typer.Option(help="a note to tell keys apart")] = None,
     ) -> None:
         """Create a key and print it, alone, on stdout (it is shown only once)."""
-        settings = settings_of(ctx)
-        from jobtrack.store import migrate  # alembic: only when a key is made
-
-        migrate.upgrade(settings.database_url)
+        url = url_of(ctx)
         tenant = tenant.strip()
         if not tenant or len(tenant) > 100:
             console.print("[red]error:[/red] --tenant must be 1 to 100 characters")
             raise typer.Exit(2)
 
         async def go() -> str:
-            db = Database(settings.database_url)
+            from jobtrack.store import keys as store_keys
+
+            db = await open_database(url, create=True)
             try:
                 async with db.write() as conn:
                     raw, _ = await store_keys.create_key(
@@ -49,18 +53,30 @@ def register(app: typer.Typer) -> None:
     @group.command("ls")
     def list_keys(ctx: typer.Context) -> None:
         """List keys (prefix, tenant, admin, revoked); never the keys themselves."""
-        settings = settings_of(ctx)
+        url = url_of(ctx)
 
         async def go() -> list[dict[str, object]]:
-            db = Database(settings.database_url)
+            from jobtrack.store import keys as store_keys
+
+            db = await open_database(url, create=False)
             try:
                 async with db.read() as conn:
                     return await store_keys.list_keys(conn)
             finally:
                 await db.dispose()
 
+        keys = run(go())
+        if out.width < WIDE:
+            narrow = narrow_table("id", "prefix", "tenant", "created", "revoked")
+            for k in keys:
+                tenant = f"{k['tenant']} (admin)" if k["admin"] else str(k["tenant"])
+                narrow.add_row(str(k["id"]), str(k["prefix"]),
+                               stacked(tenant, str(k["label"] or "")),
+                               _day(k["created_at"]), _day(k["revoked_at"]))
+            out.print(narrow)
+            return
         table = Table("id", "prefix", "tenant", "admin", "label", "created", "revoked")
-        for k in run(go()):
+        for k in keys:
             table.add_row(*(str(k[c] if k[c] is not None else "") for c in
                             ("id", "prefix", "tenant", "admin", "label", "created_at",
                              "revoked_at")))
@@ -69,10 +85,12 @@ def register(app: typer.Typer) -> None:
     @group.command("revoke")
     def revoke(ctx: typer.Context, key_id: str) -> None:
         """Revoke a key by id (API processes stop accepting it within key_cache_seconds)."""
-        settings = settings_of(ctx)
+        url = url_of(ctx)
 
         async def go() -> bool:
-            db = Database(settings.database_url)
+            from jobtrack.store import keys as store_keys
+
+            db = await open_database(url, create=True)
             try:
                 async with db.write() as conn:
                     return await store_keys.revoke_key(conn, key_id, datetime.now(UTC))

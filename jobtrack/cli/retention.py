@@ -1,13 +1,16 @@
 """``jobtrack retention [--days N]``: delete old finished jobs and old events."""
 
-from typing import Annotated
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn
 
-from jobtrack.cli.common import console, run, settings_of
-from jobtrack.queue.retention import RetentionReport, purge
-from jobtrack.store.engine import Database
+from jobtrack.cli.common import console, open_database, run, settings_of
+
+if TYPE_CHECKING:
+    from jobtrack.queue.retention import RetentionReport
 
 
 def register(app: typer.Typer) -> None:
@@ -33,7 +36,9 @@ def register(app: typer.Typer) -> None:
         keep_events = event_days if event_days is not None else settings.event_retention_days
 
         async def go() -> RetentionReport:
-            db = Database(settings.database_url)
+            from jobtrack.queue.retention import purge
+
+            db = await open_database(settings.database_url, create=False)
             totals: dict[str, int] = {}
             try:
                 with Progress(SpinnerColumn(), TextColumn("{task.description}"),

@@ -16,17 +16,19 @@ unread (``jobtrack.cli.http_limits``).
 """
 
 import os
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from jobtrack.cli.common import migrate_if_wanted, settings_of
-from jobtrack.settings import Settings
+from jobtrack.cli.common import LogLevel, migrate_if_wanted, settings_of, setup_logging
+
+if TYPE_CHECKING:
+    from jobtrack.settings import Settings
 
 APP_FACTORY = "jobtrack.api.app:create_app"
 
 
-def _http(settings: Settings) -> Any:
+def _http(settings: "Settings") -> Any:
     """The HTTP protocol: httptools with the head bounded (h11 when httptools is missing,
     bounded by ``h11_max_incomplete_event_size``: 400, not 431, and no header count)."""
     try:
@@ -46,7 +48,9 @@ def register(app: typer.Typer) -> None:
         workers: Annotated[int, typer.Option(min=1, help="API processes")] = 1,
         no_migrate: Annotated[bool, typer.Option(
             "--no-migrate", help="do not apply pending migrations")] = False,
-        log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+        log_level: Annotated[LogLevel, typer.Option(case_sensitive=False,
+                                                    help="what the log shows")]
+        = LogLevel.INFO,
         access_log: Annotated[bool, typer.Option(
             "--access-log/--no-access-log", help="log every request")] = False,
         webhooks: Annotated[bool | None, typer.Option(
@@ -62,13 +66,14 @@ def register(app: typer.Typer) -> None:
         import uvicorn
 
         settings = settings_of(ctx)
+        setup_logging(log_level)
         migrate_if_wanted(settings, no_migrate)
         os.environ["JOBTRACK_DATABASE_URL"] = settings.database_url
         if webhooks is not None:
             os.environ["JOBTRACK_WEBHOOKS_IN_API"] = "true" if webhooks else "false"
         uvicorn.run(
             APP_FACTORY, factory=True, host=host, port=port, workers=workers,
-            loop="auto", http=_http(settings), log_level=log_level.lower(),
+            loop="auto", http=_http(settings), log_level=log_level.value,
             access_log=access_log, h11_max_incomplete_event_size=settings.max_header_bytes,
             server_header=False, proxy_headers=False, timeout_graceful_shutdown=grace,
         )

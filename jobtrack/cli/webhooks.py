@@ -12,6 +12,8 @@ at webhooks and their deliveries.
 The listings read the database directly (every tenant unless ``--tenant``).
 """
 
+from __future__ import annotations
+
 import asyncio
 import logging
 import signal
@@ -22,11 +24,20 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from jobtrack.cli.common import console, migrate_if_wanted, print_table, run, settings_of
+from jobtrack.cli.common import (
+    console,
+    migrate_if_wanted,
+    open_database,
+    print_table,
+    run,
+    settings_of,
+    url_of,
+)
 from jobtrack.domain.status import DeliveryStatus
-from jobtrack.settings import Settings
-from jobtrack.store.engine import Database
-from jobtrack.store.webhooks import Delivery, Webhook
+
+if TYPE_CHECKING:
+    from jobtrack.settings import Settings
+    from jobtrack.store.webhooks import Delivery, Webhook
 
 if TYPE_CHECKING:  # httpx and the delivery loop load only for the commands that use them
     from jobtrack.webhooks.runner import WebhookRunner
@@ -42,7 +53,7 @@ def _when(value: datetime | None) -> str:
     return "" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
 
 
-async def deliver_until_signalled(settings: Settings) -> "WebhookRunner":
+async def deliver_until_signalled(settings: Settings) -> WebhookRunner:
     """Run the webhook loops until SIGTERM or SIGINT; attempts still waiting for a
     receiver are abandoned (their leases end and they are attempted again)."""
     from jobtrack.webhooks.runner import run_webhooks
@@ -89,12 +100,12 @@ def register(app: typer.Typer) -> None:
         tenant: Annotated[str | None, typer.Option(help="only this tenant's webhooks")] = None,
     ) -> None:
         """Every webhook, oldest first (never its secret)."""
-        settings = settings_of(ctx)
+        url = url_of(ctx)
 
         from jobtrack.webhooks import registry
 
         async def go() -> list[Webhook]:
-            db = Database(settings.database_url, pool_size=1)
+            db = await open_database(url, create=False)
             try:
                 return await registry.webhooks(db, tenant=tenant)
             finally:
@@ -118,12 +129,12 @@ def register(app: typer.Typer) -> None:
         limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
     ) -> None:
         """A webhook's latest deliveries, newest first: status, attempts, last answer."""
-        settings = settings_of(ctx)
+        url = url_of(ctx)
 
         from jobtrack.webhooks import registry
 
         async def go() -> list[Delivery]:
-            db = Database(settings.database_url, pool_size=1)
+            db = await open_database(url, create=False)
             try:
                 return await registry.deliveries(db, webhook_id, tenant=None, limit=limit)
             finally:

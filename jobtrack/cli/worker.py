@@ -1,16 +1,25 @@
 """``jobtrack worker MODULE:APP --queues a,b --concurrency N``: run an App's tasks."""
 
+from __future__ import annotations
+
 import gc
-import logging
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from jobtrack.cli.common import console, migrate_if_wanted, run, settings_of
+from jobtrack.cli.common import (
+    LogLevel,
+    console,
+    migrate_if_wanted,
+    run,
+    settings_of,
+    setup_logging,
+)
 from jobtrack.errors import JobtrackError
-from jobtrack.queue.app import App
-from jobtrack.queue.loader import load_app
-from jobtrack.queue.worker import Worker, WorkerStats
+
+if TYPE_CHECKING:
+    from jobtrack.queue.app import App
+    from jobtrack.queue.worker import WorkerStats
 
 
 def register(app: typer.Typer) -> None:
@@ -27,12 +36,15 @@ def register(app: typer.Typer) -> None:
             min=0, help="seconds running jobs get to finish on SIGTERM/SIGINT")] = 30.0,
         no_migrate: Annotated[bool, typer.Option(
             "--no-migrate", help="do not apply pending migrations")] = False,
-        log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
+        log_level: Annotated[LogLevel, typer.Option(case_sensitive=False,
+                                                    help="what the log shows")]
+        = LogLevel.INFO,
     ) -> None:
         """Run the tasks of MODULE:APP until SIGTERM or SIGINT (graceful: running jobs get
         --grace seconds; a second signal interrupts them, and they are retried)."""
-        logging.basicConfig(level=log_level.upper(),
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        from jobtrack.queue.loader import load_app
+
+        setup_logging(log_level)
         settings = settings_of(ctx)
         try:
             target = load_app(app_path)
@@ -43,8 +55,8 @@ def register(app: typer.Typer) -> None:
         migrate_if_wanted(target.settings, no_migrate)
         wanted = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
         _tune_gc()
-        stats = run(_work(target, wanted, concurrency, grace))
-        console.print(f"worker stopped: {stats}")
+        # the worker logs its own stop, with its counters
+        run(_work(target, wanted, concurrency, grace))
 
 
 def _tune_gc() -> None:
@@ -62,6 +74,8 @@ def _tune_gc() -> None:
 
 async def _work(app: App, queues: list[str] | None, concurrency: int,
                 grace: float) -> WorkerStats:
+    from jobtrack.queue.worker import Worker
+
     async with app:
         worker = Worker(app, queues=queues, concurrency=concurrency, grace_seconds=grace)
         worker.install_signal_handlers()

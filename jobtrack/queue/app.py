@@ -13,7 +13,8 @@
 
 Enqueue options are keyword arguments with a leading underscore (a job's own data never
 starts with one): ``_queue``, ``_priority``, ``_delay`` (seconds or timedelta),
-``_run_at``, ``_idempotency_key``, ``_max_attempts``.
+``_run_at``, ``_idempotency_key``, ``_max_attempts``, ``_phases`` (a task registered
+elsewhere: the phases it reports).
 """
 
 import asyncio
@@ -35,12 +36,13 @@ from jobtrack.store import jobs as store_jobs
 from jobtrack.store import keys as store_keys
 from jobtrack.store.engine import Database
 from jobtrack.store.group_commit import InsertBatcher
+from jobtrack.store.migrate import prepare
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: enqueue options, as accepted with a leading underscore
 OPTIONS = frozenset({"queue", "priority", "delay", "run_at", "idempotency_key",
-                     "max_attempts"})
+                     "max_attempts", "phases"})
 #: rows per statement batch of ``enqueue_many`` (one transaction for all)
 ENQUEUE_CHUNK = 5000
 
@@ -64,6 +66,7 @@ class App:
         self._db: Database | None = None
         self._batcher: InsertBatcher | None = None
         self._tenant_ready = False
+        self._schema_ready = False
 
     # --- configuration ------------------------------------------------------------
 
@@ -114,7 +117,11 @@ class App:
         return self._db
 
     async def open(self) -> None:
-        _ = self.db
+        """Open the database; a new SQLite one is migrated first (an outdated or
+        PostgreSQL schema raises SchemaNotReady naming `jobtrack migrate`)."""
+        if not self._schema_ready:
+            await prepare(self.db)
+            self._schema_ready = True
 
     async def close(self) -> None:
         if self._batcher is not None:
@@ -122,7 +129,7 @@ class App:
             self._batcher = None
         if self._db is not None:
             db, self._db = self._db, None
-            self._tenant_ready = False
+            self._tenant_ready = self._schema_ready = False
             await db.dispose()
 
     async def __aenter__(self) -> Self:
@@ -157,13 +164,15 @@ class App:
         return new_job(
             id=new_id(), tenant=self.tenant,
             queue_name=options.get("queue") or (task.queue if task else "default"),
-            name=name, now=now, data=data, phases=task.phases if task else (),
+            name=name, now=now, data=data,
+            phases=options.get("phases") or (task.phases if task else ()),
             priority=int(options.get("priority") or 0), run_at=run_at,
             max_attempts=int(max_attempts), idempotency_key=options.get("idempotency_key"),
         )
 
     async def _insert(self, new: list[Job], now: datetime) -> list[Job]:
         out: list[Job] = []
+        await self.open()
         async with self.db.write() as conn:
             if not self._tenant_ready:
                 await store_keys.ensure_tenant(conn, self.tenant, now)
@@ -202,6 +211,7 @@ class App:
 
     async def enqueue_flow(self, flowname: str, root: queue_flows.FlowJob) -> Flow:
         """Enqueue a tree of jobs as one flow, children first (:mod:`jobtrack.queue.flows`)."""
+        await self.open()
         return await queue_flows.enqueue_flow(self, flowname, root)
 
     def enqueue_sync(self, name: str, /, **kwargs: Any) -> Job:
@@ -221,6 +231,7 @@ class App:
 
     async def get_job(self, job_id: str) -> Job | None:
         """One job of this app's tenant, with its phases; None if unknown."""
+        await self.open()
         async with self.db.read() as conn:
             return await store_jobs.get_job(conn, job_id, tenant=self.tenant)
 

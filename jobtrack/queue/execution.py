@@ -3,7 +3,9 @@ worker no longer owns the job and must not report anything)."""
 
 import asyncio
 import functools
+import logging
 import time
+import traceback
 from concurrent.futures import Executor
 from typing import Any
 
@@ -14,15 +16,38 @@ from jobtrack.queue.context import JobCancelled, JobContext, LeaseLost, SyncJobC
 from jobtrack.queue.outcomes import Outcome
 from jobtrack.queue.tasks import Task
 
+log = logging.getLogger("jobtrack.worker")
+
+#: most bytes of a traceback stored in a job's error (its end: where it was raised)
+TRACEBACK_LIMIT = 8192
+
 
 def error_of(exc: BaseException) -> dict[str, Any]:
-    """``{message, type, code?}`` of an exception a task raised."""
+    """``{message, type, code?, traceback}`` of an exception a task raised."""
     error: dict[str, Any] = {"message": str(exc) or type(exc).__name__,
                              "type": type(exc).__name__}
     code = getattr(exc, "code", None)
     if isinstance(code, str):
         error["code"] = code
+    error["traceback"] = _bounded_traceback(exc)
     return error
+
+
+def _bounded_traceback(exc: BaseException) -> str:
+    text = "".join(traceback.format_exception(exc))
+    data = text.encode()
+    if len(data) <= TRACEBACK_LIMIT:
+        return text
+    tail = data[-(TRACEBACK_LIMIT - 4):].decode(errors="ignore")
+    return "...\n" + tail[tail.find("\n") + 1:]
+
+
+def _failed(task: Task, ctx: JobContext, exc: BaseException) -> dict[str, Any]:
+    """The stored error of a task that raised, logged with its traceback."""
+    job = ctx.job
+    log.error("job %s (%s) failed on attempt %d of %d: %s: %s", job.id, task.name,
+              job.attempt, job.max_attempts, type(exc).__name__, exc, exc_info=exc)
+    return error_of(exc)
 
 
 async def execute(task: Task, ctx: JobContext, pool: Executor) -> Outcome | None:
@@ -69,9 +94,9 @@ async def execute(task: Task, ctx: JobContext, pool: Executor) -> Outcome | None
             return done(JobStatus.FAILED, error={
                 "message": f"timed out after {task.timeout} s", "type": "TimeoutError",
                 "code": StopReason.TIMEOUT.value})
-        return done(JobStatus.FAILED, error=error_of(exc))
+        return done(JobStatus.FAILED, error=_failed(task, ctx, exc))
     except Exception as exc:
-        return done(JobStatus.FAILED, error=error_of(exc))
+        return done(JobStatus.FAILED, error=_failed(task, ctx, exc))
     if result is not None:
         try:
             orjson.dumps(result)

@@ -72,6 +72,10 @@ class WorkerStats:
     reaped: int = 0
     lost: int = 0
 
+    def __str__(self) -> str:
+        """``3 claimed, 2 completed, 1 failed, ...`` (every counter, in words)."""
+        return ", ".join(f"{getattr(self, name)} {name}" for name in self.__slots__)
+
 
 #: one run of a job: (job id, attempt)
 RunKey = tuple[str, int]

@@ -58,12 +58,13 @@ def test_flows_show_draws_the_status_progress_and_tree(db_url: str) -> None:
     assert f"flow {flow.id} ingest-pdf running" in out
     assert "25%  1/4 completed, 1 running, 2 pending, 0 failed, 0 cancelled" in out
     lines = out.splitlines()
-    assert any(line.startswith("assemble pending step=waiting-children queue=assemble")
+    assert any(line.startswith("assemble #")
+               and "pending step=waiting-children queue=assemble" in line for line in lines)
+    assert any("── extract #" in line and "completed step=running queue=extract" in line
                for line in lines)
-    assert any("── extract completed step=running queue=extract" in line for line in lines)
-    assert any("embed pending step=queued queue=embed [chunk not_started" in line
-               for line in lines)
-    assert any("notify running" in line for line in lines)
+    assert any("embed #" in line and "pending step=queued queue=embed" in line
+               and "[chunk not_started" in line for line in lines)
+    assert any("notify #" in line and " running" in line for line in lines)
     code, out, _ = run(db_url, "flows", "show", flow.id, "--max-jobs", "2")
     assert "2 more jobs not shown" in out and "notify" not in out
     code, _, err = run(db_url, "flows", "show", "01a209ed-0000-7000-8000-000000000000")
