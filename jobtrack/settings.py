@@ -23,6 +23,14 @@ class Settings(BaseSettings):
     database_url: str = DEFAULT_DATABASE_URL
     #: connections per process to PostgreSQL
     pool_size: Annotated[int, Field(ge=1, le=200)] = 10
+    #: API, PostgreSQL: a database that hangs instead of refusing gets a 503 in bounded
+    #: time. Opening a connection; one statement (the server cancels it, and the API
+    #: stops waiting for its answer 2 s later); waiting for a pooled connection
+    db_connect_timeout_seconds: Seconds = 5.0
+    db_statement_timeout_seconds: Seconds = 5.0
+    db_pool_timeout_seconds: Seconds = 2.0
+    #: how long ``/readyz`` waits for the database's answer before its 503
+    readyz_timeout_seconds: Seconds = 1.0
 
     # --- HTTP API ---
     #: requests per minute per API key, shared by every API process on the database

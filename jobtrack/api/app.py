@@ -21,7 +21,7 @@ from jobtrack.api.ratelimit import RateLimiter
 from jobtrack.api.routes import actions, flows, health, jobs, metrics, queues, stream, webhooks
 from jobtrack.dashboard.page import router as dashboard_router
 from jobtrack.settings import Settings
-from jobtrack.store.engine import Database
+from jobtrack.store.engine import Database, Timeouts
 
 
 def _version() -> str:
@@ -37,7 +37,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = Database(settings.database_url, pool_size=settings.pool_size)
+        db = Database(settings.database_url, pool_size=settings.pool_size,
+                      timeouts=Timeouts.of(settings))
         app.state.jobtrack = ApiState(
             settings=settings,
             db=db,
