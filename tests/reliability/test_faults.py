@@ -72,6 +72,8 @@ POST_PAUSE = 0.02
 #: a frozen database: every request sent while it lasts is answered within this
 ANSWER_BOUND = float(os.environ.get("JOBTRACK_FAULTS_ANSWER_BOUND", "10"))
 SCALE = float(os.environ.get("JOBTRACK_FAULTS_SCALE", "1"))
+#: seconds a scenario may take (the full run's grow with the scale)
+TIMEOUT = int(500 * max(1.0, SCALE))
 
 TASKS = """
 import asyncio
@@ -115,7 +117,7 @@ class Size:
 
 
 SIZES = {
-    "ci": Size(jobs=300, outage=5, kills=3, reclaims=4),
+    "ci": Size(jobs=200, outage=5, kills=2, reclaims=4),
     "full": Size(jobs=int(3000 * SCALE), outage=30 * SCALE, kills=int(10 * SCALE),
                  reclaims=int(20 * SCALE)),
 }
@@ -466,7 +468,8 @@ class Run:
             fl.assert_alive()
             return len(load.acked) >= self.size.jobs
 
-        await until(enough, "too few jobs acknowledged", time.monotonic() + 300, 0.2)
+        await until(enough, "too few jobs acknowledged",
+                    time.monotonic() + 60 + self.size.jobs / 10, 0.2)
         await load.stop()
         stored: Counter[str] = Counter()
 
@@ -547,7 +550,7 @@ def spread(answers: list[Answer], status: int) -> str:
 
 # --- scenarios ------------------------------------------------------------------------
 
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(TIMEOUT)
 async def test_database_frozen(template: Template, size: Size, tmp_path: Path) -> None:
     """SIGSTOP of the postmaster and its children: requests are answered 503 within the
     bound, not left hanging; after SIGCONT every process carries on by itself."""
@@ -569,7 +572,7 @@ async def test_database_frozen(template: Template, size: Size, tmp_path: Path) -
     print(f"frozen: {frozen[0]} PostgreSQL processes stopped for {run.figures['outage s']:.1f} s")
 
 
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(TIMEOUT)
 async def test_database_stopped(template: Template, size: Size, tmp_path: Path) -> None:
     """``pg_ctl stop -m fast`` and start: 503 while it is down, recovery by itself."""
     async with fleet(template, tmp_path) as fl:
@@ -578,7 +581,7 @@ async def test_database_stopped(template: Template, size: Size, tmp_path: Path) 
                        lambda: asyncio.to_thread(pg.start))
 
 
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(TIMEOUT)
 async def test_database_crashed(template: Template, size: Size, tmp_path: Path) -> None:
     """``kill -9`` of the postmaster; on start PostgreSQL runs crash recovery; nothing
     acknowledged is lost and every process recovers by itself."""
@@ -597,7 +600,7 @@ async def test_database_crashed(template: Template, size: Size, tmp_path: Path) 
           "postmaster (the rest exited on its death); crash recovery ran on start")
 
 
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(TIMEOUT)
 async def test_workers_killed(template: Template, size: Size, tmp_path: Path) -> None:
     """SIGKILL of a worker while it runs jobs, restarted at once, ``size.kills`` times:
     the jobs it held are reaped when their lease ends and run again."""
@@ -643,7 +646,7 @@ async def test_workers_killed(template: Template, size: Size, tmp_path: Path) ->
     assert run.figures["retried"] > 0  # the kills did strand jobs
 
 
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(TIMEOUT)
 async def test_api_killed(template: Template, size: Size, tmp_path: Path) -> None:
     """SIGKILL of the API process under load, restarted on the same port: what it
     acknowledged before dying is stored; the new process acknowledges again."""
@@ -675,7 +678,7 @@ async def test_api_killed(template: Template, size: Size, tmp_path: Path) -> Non
           "after the kill (restart included)")
 
 
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(TIMEOUT)
 async def test_worker_reclaims_a_job_it_still_runs(template: Template, size: Size,
                                                    tmp_path: Path) -> None:
     """R10: a job whose first run blocks is cancelled (PATCH by an outside system after
