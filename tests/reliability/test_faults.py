@@ -413,6 +413,7 @@ async def posting(name: str, fl: "Fleet", size: Size) -> AsyncIterator["Run"]:
         finally:
             await run.load.cancel()
 
+
 @dataclass
 class Run:
     name: str
