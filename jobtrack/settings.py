@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     key_cache_seconds: Annotated[float, Field(ge=0)] = 10.0
     #: largest accepted request body
     max_body_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
+    #: ``jobtrack serve``: most headers, and bytes of request line and headers, read of a
+    #: request (more: 431, unread)
+    max_header_count: Annotated[int, Field(ge=10)] = 100
+    max_header_bytes: Annotated[int, Field(ge=4096)] = 65_536
     #: largest page of ``GET /jobs`` and ``GET /flows``
     max_page_size: Annotated[int, Field(ge=1)] = 500
     #: bearer token for ``GET /metrics`` (give it to Prometheus); an admin key works too,

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from jobtrack.api.auth import KeyCache
 from jobtrack.api.deps import ApiState
 from jobtrack.api.errors import install_error_handlers
+from jobtrack.api.jsonguard import body_depth_limit
 from jobtrack.api.middleware import ApiGuard
 from jobtrack.api.openapi import install_openapi
 from jobtrack.api.ratelimit import RateLimiter
@@ -57,7 +58,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="jobtrack", version=_version(), lifespan=lifespan,
                   openapi_url="/openapi.json", docs_url="/docs", redoc_url=None)
     app.state.jobtrack = None
-    app.add_middleware(ApiGuard, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(ApiGuard, max_body_bytes=settings.max_body_bytes,
+                       max_json_depth=body_depth_limit(settings.flow_max_depth))
     install_error_handlers(app)
     for module in (health, jobs, actions, queues, flows, stream, webhooks):
         app.include_router(module.router)

@@ -4,7 +4,8 @@ the one it must buffer). For every HTTP request it:
 1. refuses a body over ``max_body_bytes`` with 413, counting the bytes as they stream in
    (a ``Content-Length`` over the limit is refused before reading anything; a chunked
    body is cut off as soon as it passes the limit);
-2. refuses JSON nested deeper than ``MAX_JSON_DEPTH`` with 422, before any parser sees it;
+2. refuses JSON nested deeper than ``max_json_depth`` (``body_depth_limit``), and integers
+   too long for the parser to read, with 422, before any parser sees them;
 3. adds the headers the request earned on whatever answer goes out, errors included
    (rate-limit headers once the key is known, ``Deprecation`` for aliased input);
 4. turns any unexpected exception into a 500 envelope that leaks nothing (503 when the
@@ -21,7 +22,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jobtrack.api.errors import envelope
-from jobtrack.api.jsonguard import MAX_JSON_DEPTH, too_deep
+from jobtrack.api.jsonguard import MAX_JSON_DEPTH, too_deep, unreadable_integer
 from jobtrack.api.ratelimit import RateInfo
 from jobtrack.store.engine import is_unavailable
 
@@ -100,6 +101,12 @@ class ApiGuard:
                 await _answer(send_with_headers, 422, "validation_error",
                               f"invalid body: JSON nests deeper than {self.max_json_depth} "
                               "levels", {"field": "body", "maxDepth": self.max_json_depth})
+                return
+            digits = unreadable_integer(body)
+            if digits is not None:
+                await _answer(send_with_headers, 422, "validation_error",
+                              f"invalid body: a number of {digits} digits is too large: "
+                              "integers must fit in 64 bits", {"field": "body"})
                 return
             receive = _replay(body, receive)
         try:

@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from jobtrack.cli.common import console, out, run, settings_of
+from jobtrack.cli.common import console, out, print_table, run, settings_of
 from jobtrack.domain.flows import Flow
 from jobtrack.domain.jobs import Job, Phase
 from jobtrack.domain.status import FlowStatus, JobStatus, PhaseStatus, normalize_status
@@ -193,4 +193,4 @@ def register(app: typer.Typer) -> None:
             table.add_row(f.flowname, f.tenant, _status(f.status.value),
                           f"{p.completed}/{p.total} ({p.percentage:g}%)",
                           f.created_at.strftime("%Y-%m-%d %H:%M:%S"), f.id)
-        out.print(table)
+        print_table(table)

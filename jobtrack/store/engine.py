@@ -19,7 +19,7 @@ import math
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Self, TypeVar
+from typing import Any, Self
 
 import orjson
 import psycopg
@@ -31,8 +31,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from jobtrack.errors import DatabaseUnavailable, WriteConflict
 from jobtrack.settings import Settings
-
-RV = TypeVar("RV")
 
 #: how much longer than its statement timeout the client waits for a statement's answer
 ANSWER_MARGIN = 2.0
