@@ -19,15 +19,8 @@ left pending or running. The figures are printed.
 
 import asyncio
 import contextlib
-import glob
 import os
-import pwd
-import shutil
-import signal
-import socket
 import subprocess
-import sys
-import tempfile
 import textwrap
 import time
 from collections import Counter
@@ -39,6 +32,14 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from faultkit import Cluster, throwaway_cluster
+from faultkit import assert_503 as _assert_503
+from faultkit import cli as _cli
+from faultkit import free_port as _free_port
+from faultkit import serve as _serve
+from faultkit import stop_process as _stop
+from faultkit import until as _until
+from faultkit import wait_healthy as _wait_healthy
 from sqlalchemy import func, select
 
 from jobtrack.store import migrate
@@ -47,7 +48,6 @@ from jobtrack.store.tables import jobs
 
 pytestmark = pytest.mark.slow
 
-IN_CI = bool(os.environ.get("CI"))
 OUTAGE = float(os.environ.get("JOBTRACK_R6_OUTAGE_SECONDS", "5"))
 QUEUE = "r6"
 #: concurrent enqueuers, and the pause each takes between two requests
@@ -67,165 +67,12 @@ async def nap(ctx, ms):
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _pg_bindir() -> Path | None:
-    """Where ``initdb`` and ``pg_ctl`` are: ``pg_config --bindir``, the Debian layout, PATH."""
-    candidates: list[Path] = []
-    pg_config = shutil.which("pg_config")
-    if pg_config:
-        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True)
-        if out.returncode == 0:
-            candidates.append(Path(out.stdout.strip()))
-    versions = sorted(glob.glob("/usr/lib/postgresql/*/bin"),
-                      key=lambda p: int(Path(p).parent.name) if Path(p).parent.name.isdigit()
-                      else 0, reverse=True)
-    candidates += [Path(p) for p in versions]
-    initdb = shutil.which("initdb")
-    if initdb:
-        candidates.append(Path(initdb).parent)
-    for bindir in candidates:
-        if (bindir / "initdb").exists() and (bindir / "pg_ctl").exists():
-            return bindir
-    return None
-
-
-def _unavailable(reason: str) -> None:
-    if IN_CI:
-        pytest.fail(f"R6 cannot run in CI: {reason}")
-    pytest.skip(f"R6 needs a throwaway PostgreSQL cluster: {reason}")
-
-
-@dataclass
-class Cluster:
-    """A throwaway PostgreSQL cluster on a free port, owned by this test."""
-
-    bindir: Path
-    root: Path
-    port: int
-    as_user: list[str]
-
-    @property
-    def data(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-
-    def _run(self, tool: str, *args: str, timeout: float = 60) -> None:
-        cmd = [*self.as_user, str(self.bindir / tool), *args]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-        if done.returncode != 0:
-            raise RuntimeError(f"{tool} failed ({done.returncode}): {done.stderr}{done.stdout}"
-                               f"\n{self.log_tail()}")
-
-    def init(self) -> None:
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
-                  "-E", "UTF8", "--no-sync", "--no-instructions", timeout=120)
-        with (self.data / "postgresql.conf").open("a") as conf:
-            conf.write(f"\nport = {self.port}\nlisten_addresses = '127.0.0.1'\n"
-                       f"unix_socket_directories = '{self.root}'\nmax_connections = 100\n"
-                       "shared_buffers = 32MB\nfsync = off\n")
-
-    def start(self) -> None:
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "pg.log"), "-w",
-                  "-t", "60", "start")
-
-    def stop(self) -> None:
-        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "stop")
-
-    def running(self) -> bool:
-        cmd = [*self.as_user, str(self.bindir / "pg_ctl"), "-D", str(self.data), "status"]
-        return subprocess.run(cmd, capture_output=True).returncode == 0
-
-    def log_tail(self, lines: int = 30) -> str:
-        path = self.root / "pg.log"
-        if not path.exists():
-            return ""
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
 @pytest.fixture
 def cluster() -> Iterator[Cluster]:
     """A fresh cluster, stopped and deleted afterwards (never the machine's server)."""
-    bindir = _pg_bindir()
-    if bindir is None:
-        _unavailable("initdb and pg_ctl not found (pg_config, /usr/lib/postgresql/*/bin, "
-                     "PATH)")
-        raise AssertionError  # (unreachable: skip or fail raised)
-    as_user: list[str] = []
-    owner: pwd.struct_passwd | None = None
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-        runuser = shutil.which("runuser")
-        try:
-            owner = pwd.getpwnam("postgres")
-        except KeyError:
-            owner = None
-        if runuser is None or owner is None:
-            _unavailable("running as root without runuser or a 'postgres' OS user")
-        as_user = [str(runuser), "-u", "postgres", "--"]
-    root = Path(tempfile.mkdtemp(prefix="jobtrack-r6-"))
-    if owner is not None:
-        os.chown(root, owner.pw_uid, owner.pw_gid)
-    pg = Cluster(bindir, root, _free_port(), as_user)
-    try:
-        pg.init()
-        pg.start()
+    with throwaway_cluster("jobtrack-r6-") as pg:
         yield pg
-    finally:
-        if pg.running():
-            with contextlib.suppress(Exception):
-                pg.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
-
-def _cli(url: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", "jobtrack", "--database-url", url, *args]
-
-
-def _serve(url: str, port: int, log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            _cli(url, "serve", "--host", "127.0.0.1", "--port", str(port), "--no-migrate",
-                 "--log-level", "warning"), env=env, stdout=out, stderr=subprocess.STDOUT)
-
-
-def _wait_healthy(base: str, proc: subprocess.Popen[bytes], log: Path,
-                  timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(httpx.TransportError):
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return
-        assert proc.poll() is None, f"the API process exited:\n{log.read_text()}"
-        assert time.monotonic() < deadline, f"the API did not come up:\n{log.read_text()}"
-        time.sleep(0.1)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def _assert_503(r: httpx.Response) -> None:
-    """A 503 in the error envelope, with Retry-After."""
-    assert r.status_code == 503, (r.request.method, r.request.url.path, r.status_code, r.text)
-    assert r.headers["content-type"].startswith("application/json"), r.headers
-    body = r.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "details"}
-    assert body["error"]["code"] == "database_unavailable", body
-    assert int(r.headers["retry-after"]) >= 1
 
 
 @dataclass
@@ -331,13 +178,6 @@ async def _first_event(base: str, auth: dict[str, str], client: httpx.AsyncClien
                     if event["data"].get("jobId") == job_id:
                         return time.monotonic() - started, job_id
     raise AssertionError("the event stream ended")
-
-
-async def _until(check: Any, what: str, deadline: float, pause: float = 0.05) -> None:
-    """Wait until ``await check()`` is true; fail with ``what`` at ``deadline``."""
-    while not await check():
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(pause)
 
 
 @dataclass
