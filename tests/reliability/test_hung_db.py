@@ -3,7 +3,7 @@ answers 503 with ``Retry-After`` within its timeouts, ``/readyz`` within its own
 bound, and answers again by itself once the database thaws.
 
 Runs on a throwaway PostgreSQL cluster of its own (never the suite's server): see
-``tests/reliability/test_pg_restart.py`` for the cluster.
+``faultkit`` for the cluster.
 """
 
 import os
@@ -17,18 +17,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+from faultkit import Cluster, throwaway_cluster
+from faultkit import assert_503 as _assert_503
+from faultkit import cli as _cli
+from faultkit import free_port as _free_port
+from faultkit import serve as _serve
+from faultkit import stop_process as _stop
+from faultkit import wait_healthy as _wait_healthy
 
 from jobtrack.store import migrate
-from tests.reliability.test_pg_restart import (
-    Cluster,
-    _assert_503,
-    _cli,
-    _free_port,
-    _serve,
-    _stop,
-    _wait_healthy,
-    cluster,  # noqa: F401 (a fixture)
-)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -55,6 +52,13 @@ def _cluster_pids(pg: Cluster) -> list[int]:
     return [postmaster, *children]
 
 
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    """A fresh cluster, stopped and deleted afterwards (never the machine's server)."""
+    with throwaway_cluster("jobtrack-hung-") as pg:
+        yield pg
+
+
 @contextmanager
 def frozen(pg: Cluster) -> Iterator[None]:
     pids = _cluster_pids(pg)
@@ -68,7 +72,7 @@ def frozen(pg: Cluster) -> Iterator[None]:
 
 
 def test_a_frozen_database_gets_503_in_bounded_time_then_recovers(
-    cluster: Cluster, tmp_path: Path  # noqa: F811 (the fixture imported above)
+    cluster: Cluster, tmp_path: Path
 ) -> None:
     url = cluster.url
     migrate.upgrade(url)
