@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from jobtrack.domain.events import EventType
 from jobtrack.domain.flows import FlowNode
-from jobtrack.domain.jobs import JobUpdate, plan_cancel
+from jobtrack.domain.jobs import JobUpdate, plan_cancel, plan_retry
 from jobtrack.domain.status import FlowStatus, JobStatus, Step
 from jobtrack.errors import InvalidTransition, NotFound, ValidationFailed
 from jobtrack.store import flows as store_flows
@@ -263,3 +263,20 @@ async def test_a_flow_whose_jobs_all_ended_with_a_cancel_is_cancelled(db: Databa
     assert f.completed_at is not None
     assert (await flow_event_statuses(db, flow.id))[-1] == (
         EventType.FLOW_CANCELLED.value, FlowStatus.CANCELLED.value)
+
+
+async def test_a_flow_reopened_by_a_retry_drops_the_error_of_its_failure(db: Database) -> None:
+    flow, _ = await make_flow(db, node("root", "q-root"))
+    (root,) = await claim(db, "q-root")
+    await finish(db, root.id, J.FAILED, error={"message": "boom"})
+    f = await assert_counters_exact(db, flow.id)
+    assert f.status is FlowStatus.FAILED and f.error is not None
+    async with db.write() as conn:
+        await change_job(conn, root.id, lambda j: plan_retry(j, now()), tenant=None,
+                         actor="test", now=now())
+    (root,) = await claim(db, "q-root")
+    f = await assert_counters_exact(db, flow.id)
+    assert (f.status, f.error, f.completed_at) == (FlowStatus.RUNNING, None, None)
+    await finish(db, root.id, J.COMPLETED, result=1)
+    f = await assert_counters_exact(db, flow.id)
+    assert (f.status, f.error, f.result) == (FlowStatus.COMPLETED, None, 1)
