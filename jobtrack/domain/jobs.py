@@ -206,7 +206,31 @@ class Change:
 _BOOKKEEPING: Final = frozenset({"updated_at", "worker_id", "lease_expires_at", "version"})
 
 
+def progress_from_phases(phases: Sequence[Phase]) -> Progress | None:
+    """How far a phased job is, from its phases; None before any phase started.
+
+    Weighted by the phases' totals when every total is known (a completed phase counts
+    its whole total); otherwise by count: a completed phase counts 1, any other its
+    ``done / total`` when its total is known, else 0, out of the number of phases.
+    """
+    if not phases or all(p.status is PhaseStatus.NOT_STARTED for p in phases):
+        return None
+    if all(p.total is not None and p.total > 0 for p in phases):
+        total = sum(p.total or 0 for p in phases)
+        done = sum((p.total or 0) if p.status is PhaseStatus.COMPLETED
+                   else min(p.done, p.total or 0) for p in phases)
+        return Progress(done, total)
+    counted = sum(1.0 if p.status is PhaseStatus.COMPLETED
+                  else min(1.0, p.done / p.total) if p.total else 0.0 for p in phases)
+    return Progress(round(counted, 6), len(phases))
+
+
 def _diff(before: Job, after: Job, now: datetime) -> Change:
+    if after.phases:
+        # a phased job's progress is what its phases say (an explicit one is overridden)
+        derived = progress_from_phases(after.phases)
+        if derived != after.progress:
+            after = replace(after, progress=derived)
     old = before.__dict__
     # most fields of a planned job are the very objects of the job it was copied from:
     # "is" settles them without calling __eq__ (this is on every worker's hot path)

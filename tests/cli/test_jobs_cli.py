@@ -100,7 +100,8 @@ def test_jobs_ls_lists_newest_first_and_filters(db_url: str) -> None:
     rows = {line.split("│")[-2].strip(): line for line in out.splitlines()
             if line.count("│") > 5}
     assert "running" in rows[jobs.phased] and "acme" in rows[jobs.phased]
-    assert "load 50%" in rows[jobs.phased]  # the current phase's progress
+    # the job's progress from its phases (1 of 2 phases half done), and the current phase's
+    assert "25% (load 50%)" in rows[jobs.phased]
     assert "failed" in rows[jobs.failed] and "globex" in rows[jobs.other]
 
     code, out, _ = invoke(db_url, "jobs", "ls", "--tenant", "acme", "--status", "running")
@@ -127,6 +128,8 @@ def test_jobs_show_prints_phases_outcome_and_history(db_url: str) -> None:
     assert f"job {jobs.phased} ingest running step=load queue=ingest" in out
     load = next(line for line in out.splitlines() if line.startswith("load "))
     assert PhaseStatus.RUNNING.value in load and "50%  5/10" in load
+    overall = next(line for line in out.splitlines() if line.startswith("progress "))
+    assert "25%  0.5/2" in overall  # by count: half of the first of two phases
     index = next(line for line in out.splitlines() if line.startswith("index "))
     assert PhaseStatus.NOT_STARTED.value in index
     assert '"documentId": "d1"' in out

@@ -18,6 +18,7 @@ from jobtrack.domain.jobs import (
     Change,
     Job,
     JobUpdate,
+    Phase,
     PhaseUpdate,
     Progress,
     new_job,
@@ -30,6 +31,7 @@ from jobtrack.domain.jobs import (
     plan_retry,
     plan_stall,
     plan_update,
+    progress_from_phases,
 )
 from jobtrack.domain.status import (
     GENERIC_ALIASES,
@@ -221,6 +223,8 @@ def check_job(job: Job) -> None:
             assert derived is job.status, (job.status, statuses(job))
     if job.status is J.COMPLETED:
         assert all(s is P.COMPLETED for s in statuses(job))
+    if job.phases:  # a phased job's progress is always what its phases say
+        assert job.progress == progress_from_phases(job.phases), (job.progress, job.phases)
     if job.is_terminal:
         assert not active, statuses(job)
         assert job.worker_id is None and job.lease_expires_at is None
@@ -502,6 +506,43 @@ def test_stall_on_the_last_attempt_fails() -> None:
     assert after.error is not None
     assert after.error["code"] == "stalled"
     assert "w1" in after.error["message"]
+
+
+def _ph(status: PhaseStatus, done: float = 0, total: float | None = None) -> Phase:
+    return Phase(name=f"p{done}{total}{status}", status=status, done=done, total=total)
+
+
+@pytest.mark.parametrize(("phases", "expected"), [
+    pytest.param([], None, id="no-phases"),
+    pytest.param([_ph(P.NOT_STARTED)] * 3, None, id="not-started"),
+    # every total known: weighted by the totals
+    pytest.param([_ph(P.COMPLETED, 10, 10), _ph(P.RUNNING, 15, 30)], Progress(25, 40),
+                 id="weighted"),
+    pytest.param([_ph(P.COMPLETED, 3, 10), _ph(P.RUNNING, 50, 30)], Progress(40, 40),
+                 id="weighted-completed-counts-whole-running-capped"),
+    # a total unknown: by count, completed phases 1, a running one done/total if known
+    pytest.param([_ph(P.COMPLETED), _ph(P.RUNNING, 1, 4), _ph(P.NOT_STARTED),
+                  _ph(P.NOT_STARTED)], Progress(1.25, 4), id="count"),
+    pytest.param([_ph(P.COMPLETED, 5, 5), _ph(P.PAUSED, 3), _ph(P.NOT_STARTED)],
+                 Progress(1, 3), id="count-running-total-unknown"),
+    pytest.param([_ph(P.COMPLETED), _ph(P.COMPLETED)], Progress(2, 2), id="all-completed"),
+])
+def test_progress_from_phases(phases: list[Phase], expected: Progress | None) -> None:
+    assert progress_from_phases(phases) == expected
+
+
+def test_a_phased_job_shows_how_far_it_is() -> None:
+    job = claimed(make_job())
+    assert job.progress == Progress(0, 4)
+    job = update(job, phase=PhaseUpdate("loading", progress=Progress(5, 10)))
+    assert job.progress is not None and job.progress.percentage == 12.5
+    job = update(job, phase=PhaseUpdate("loading", status=P.COMPLETED))
+    assert job.progress == Progress(1, 4)
+    # a job progress reported on a phased job does not override what its phases say
+    assert update(job, progress=Progress(90, 100)).progress == Progress(1, 4)
+    assert plan_finish(job, J.COMPLETED, T0).after.progress == Progress(4, 4)
+    # without phases, the reported progress stays
+    assert update(claimed(make_job(())), progress=Progress(9, 10)).progress == Progress(9, 10)
 
 
 @pytest.mark.parametrize("outcome", [J.COMPLETED, J.FAILED, J.CANCELLED])
