@@ -551,7 +551,13 @@ def plan_retry(job: Job, now: datetime) -> Change:
 def plan_pause(
     job: Job, now: datetime, phase: str | None = None, *, resume: bool = False
 ) -> Change:
-    """Pause (or resume) a phase of a running job; without a name, its current phase."""
+    """Pause (or resume) a phase of a running job; without a name, its current phase.
+
+    A name the job does not declare is refused first (422, naming it), whatever the
+    job's status: no state of the job would make it valid.
+    """
+    if phase is not None:
+        job.phase_index(phase)
     if job.status is not JobStatus.RUNNING:
         raise Conflict(
             f"only a running job can be {'resumed' if resume else 'paused'}; "
