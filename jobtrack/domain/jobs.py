@@ -536,10 +536,16 @@ def plan_cancel(job: Job, now: datetime) -> Change:
 
 
 def plan_retry(job: Job, now: datetime) -> Change:
-    """The explicit retry action: a failed or cancelled job runs again as a new attempt."""
+    """The explicit retry action: a failed or cancelled job runs again as a new attempt.
+
+    A job that used up its attempts gets one more: ``max_attempts`` rises to the attempt
+    the retry starts, so the attempt never exceeds it (no "attempt 2 of 1").
+    """
     check_transition(job.status, JobStatus.PENDING, Action.RETRY)
+    retried = _to_retry(job, now, None)
     after = replace(
-        _to_retry(job, now, None),
+        retried,
+        max_attempts=max(job.max_attempts, retried.attempt),
         result=None,
         error=None,
         cancel_requested=False,

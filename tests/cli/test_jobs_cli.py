@@ -158,7 +158,8 @@ def test_jobs_cancel_and_retry(db_url: str) -> None:
     code, _, err = invoke(db_url, "jobs", "cancel", jobs.phased)
     assert code == 0 and "cancel requested" in err
     code, _, err = invoke(db_url, "jobs", "retry", jobs.failed)
-    assert code == 0 and "pending again (attempt 2" in err
+    # its one attempt was used up: the retry gives it one more, never "attempt 2 of 1"
+    assert code == 0 and "pending again (attempt 2 of 2)" in err
     code, _, err = invoke(db_url, "jobs", "retry", jobs.phased)
     assert code == 1 and "cannot move" in err
     code, _, err = invoke(db_url, "jobs", "cancel", MISSING)
@@ -170,6 +171,7 @@ def test_jobs_cancel_and_retry(db_url: str) -> None:
     assert by_id[jobs.phased]["status"] == JobStatus.RUNNING
     assert by_id[jobs.phased]["cancelRequested"] is True
     assert by_id[jobs.failed]["status"] == JobStatus.PENDING
+    assert (by_id[jobs.failed]["attempt"], by_id[jobs.failed]["maxAttempts"]) == (2, 2)
     assert by_id[jobs.failed]["attempt"] == 2 and by_id[jobs.failed]["error"] is None
     code, out, _ = invoke(db_url, "jobs", "show", jobs.failed)
     history = out[out.index("history"):].splitlines()

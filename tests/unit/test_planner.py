@@ -234,7 +234,7 @@ def check_job(job: Job) -> None:
     if job.status is J.PENDING:
         assert all(s is P.NOT_STARTED for s in statuses(job)), statuses(job)
         assert not job.cancel_requested, "a requested cancel was lost to a retry"
-    assert job.attempt >= 1
+    assert 1 <= job.attempt <= job.max_attempts, (job.attempt, job.max_attempts)
 
 
 def check_change(op: Op, before: Job, change: Change) -> None:
@@ -506,6 +506,18 @@ def test_stall_on_the_last_attempt_fails() -> None:
     assert after.error is not None
     assert after.error["code"] == "stalled"
     assert "w1" in after.error["message"]
+
+
+@pytest.mark.parametrize(("max_attempts", "expected"), [(1, 2), (2, 2), (3, 3)])
+def test_a_manual_retry_allows_the_attempt_it_starts(max_attempts: int, expected: int) -> None:
+    """Attempt 1 ended (failed at its last attempt, or cancelled): the retry is attempt 2,
+    and max_attempts is at least that; an exhausted job gets one more attempt."""
+    job = plan_finish(claimed(make_job((), max_attempts=max_attempts)), J.CANCELLED, T0).after
+    if max_attempts == 1:
+        job = plan_finish(claimed(make_job((), max_attempts=1)), J.FAILED, T0).after
+    after = plan_retry(job, T0).after
+    assert (after.attempt, after.max_attempts) == (2, expected)
+    assert not after.attempts_left if expected == 2 else after.attempts_left
 
 
 def _ph(status: PhaseStatus, done: float = 0, total: float | None = None) -> Phase:
