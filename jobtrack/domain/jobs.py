@@ -227,9 +227,10 @@ def progress_from_phases(phases: Sequence[Phase]) -> Progress | None:
 
 def _diff(before: Job, after: Job, now: datetime) -> Change:
     if after.phases:
-        # a phased job's progress is what its phases say (an explicit one is overridden)
+        # a phased job's progress is what its phases say once one started (a reported one
+        # stays only while they say nothing)
         derived = progress_from_phases(after.phases)
-        if derived != after.progress:
+        if derived is not None and derived != after.progress:
             after = replace(after, progress=derived)
     old = before.__dict__
     # most fields of a planned job are the very objects of the job it was copied from:
