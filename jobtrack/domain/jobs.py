@@ -213,20 +213,33 @@ def progress_from_phases(phases: Sequence[Phase]) -> Progress | None:
     its whole total); otherwise by count: a completed phase counts 1, any other its
     ``done / total`` when its total is known, else 0, out of the number of phases.
     """
-    if not phases or all(p.status is PhaseStatus.NOT_STARTED for p in phases):
+    started, weighted = False, True
+    total: float = 0
+    done: float = 0
+    counted = 0.0
+    for p in phases:  # one pass: this runs on every change of a phased job
+        status, size = p.status, p.total
+        if status is not PhaseStatus.NOT_STARTED:
+            started = True
+        if size is None or size <= 0:
+            weighted = False
+            if status is PhaseStatus.COMPLETED:
+                counted += 1.0
+            continue
+        total += size
+        part = size if status is PhaseStatus.COMPLETED or p.done > size else p.done
+        done += part
+        counted += part / size
+    if not started:
         return None
-    if all(p.total is not None and p.total > 0 for p in phases):
-        total = sum(p.total or 0 for p in phases)
-        done = sum((p.total or 0) if p.status is PhaseStatus.COMPLETED
-                   else min(p.done, p.total or 0) for p in phases)
+    if weighted:
         return Progress(done, total)
-    counted = sum(1.0 if p.status is PhaseStatus.COMPLETED
-                  else min(1.0, p.done / p.total) if p.total else 0.0 for p in phases)
     return Progress(round(counted, 6), len(phases))
 
 
 def _diff(before: Job, after: Job, now: datetime) -> Change:
-    if after.phases:
+    if after.phases and (after.phases is not before.phases
+                         or after.progress is not before.progress):
         # a phased job's progress is what its phases say once one started (a reported one
         # stays only while they say nothing)
         derived = progress_from_phases(after.phases)
