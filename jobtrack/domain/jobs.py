@@ -238,10 +238,10 @@ def progress_from_phases(phases: Sequence[Phase]) -> Progress | None:
 
 
 def _diff(before: Job, after: Job, now: datetime) -> Change:
-    if after.phases and (after.phases is not before.phases
-                         or after.progress is not before.progress):
-        # a phased job's progress is what its phases say once one started (a reported one
-        # stays only while they say nothing)
+    if after.phases and after.phases is not before.phases \
+            and after.progress is before.progress:
+        # a phased job's progress follows its phases once one started; a progress reported
+        # for the job itself stands until its phases next move
         derived = progress_from_phases(after.phases)
         if derived is not None and derived != after.progress:
             after = replace(after, progress=derived)
