@@ -104,3 +104,30 @@ def test_public_names_are_lazy_and_sorted() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_task_without_the_context_first_is_refused_when_declared() -> None:
+    app = App("sqlite://")
+    with pytest.raises(ValidationFailed, match=r"first parameter .* job context \(ctx\).*"
+                       r"'x'.*def add\(ctx, x, y\)"):
+        @app.task
+        def add(x: int, y: int) -> int:  # Celery style: would fail at run time
+            return x + y
+    with pytest.raises(ValidationFailed, match="it takes none"):
+        app.task(name="nothing")(lambda: None)
+    with pytest.raises(ValidationFailed, match="'b' cannot be given by keyword"):
+        @app.task
+        def positional(ctx: JobContext, b: int, /) -> None: ...
+    assert "add" not in app.tasks and "positional" not in app.tasks
+
+    # the context may be named otherwise when annotated, or taken by *args
+    @app.task
+    def annotated(c: SyncJobContext, x: int, y: int = 0) -> int:
+        return x + y
+
+    @app.task
+    async def anything(*args: Any, **data: Any) -> None: ...
+
+    assert app.tasks["annotated"].parameters == ("x", "y")
+    assert app.tasks["annotated"].required == ("x",)
+    assert app.tasks["anything"].accepts is None
