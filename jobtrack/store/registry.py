@@ -1,0 +1,180 @@
+"""The task registry: the workers that recorded themselves and the tasks they declared.
+
+A worker records itself and its task declarations when it starts (upserts), refreshes
+its row with the heartbeat it already keeps its leases with, and deletes it at a clean
+shutdown. A worker whose heartbeat stopped (killed) is shown ``stale`` after
+``STALE_LEASES`` lease periods and deleted after ``FORGET_LEASES`` (by any other worker's
+heartbeat); the tasks it declared stay: they describe code, not a process.
+
+Tasks are global, not per tenant: a worker claims every tenant's jobs, so its functions
+are what any tenant's job of that name runs. A declaration is keyed by task name and
+queue; a worker re-declaring it overwrites it (the newest code wins).
+"""
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from jobtrack.domain.jobs import Job, Phase, replace
+from jobtrack.domain.spec import TaskDeclaration
+from jobtrack.domain.status import JobStatus
+from jobtrack.store.codec import phase_values
+from jobtrack.store.tables import job_phases, jobs, tasks, workers
+
+#: lease periods without a heartbeat after which a worker is shown stale
+STALE_LEASES: Final = 3
+#: lease periods without a heartbeat after which a worker's row is deleted
+FORGET_LEASES: Final = 120
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """One worker as it recorded itself; ``running`` and ``stale`` are read, not stored."""
+
+    id: str
+    host: str
+    pid: int
+    queues: tuple[str, ...]
+    concurrency: int
+    version: str
+    started_at: datetime
+    heartbeat_at: datetime
+    running: int = 0
+    stale: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRecord:
+    """A task declaration as stored: when and by which worker it was last recorded."""
+
+    declaration: TaskDeclaration
+    updated_at: datetime
+    worker_id: str | None
+
+
+def _insert(conn: AsyncConnection) -> Any:
+    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+
+
+def _task_values(task: TaskDeclaration, worker_id: str, now: datetime) -> dict[str, Any]:
+    return {
+        "name": task.name, "queue": task.queue, "phases": list(task.phases),
+        "max_attempts": task.max_attempts, "retry": dict(task.retry), "timeout": task.timeout,
+        "parameters": list(task.parameters), "required": list(task.required),
+        "accepts_any": task.accepts_any, "updated_at": now, "worker_id": worker_id,
+    }
+
+
+async def register_worker(
+    conn: AsyncConnection, worker: WorkerInfo, declared: Sequence[TaskDeclaration],
+    now: datetime,
+) -> None:
+    """Record (or refresh) a worker and upsert the tasks it declares."""
+    values = {"id": worker.id, "host": worker.host, "pid": worker.pid,
+              "queues": list(worker.queues), "concurrency": worker.concurrency,
+              "version": worker.version, "started_at": worker.started_at,
+              "heartbeat_at": now}
+    stmt = _insert(conn)(workers).values(values)
+    await conn.execute(stmt.on_conflict_do_update(
+        index_elements=[workers.c.id],
+        set_={k: stmt.excluded[k] for k in values if k != "id"}))
+    if declared:
+        rows = [_task_values(t, worker.id, now) for t in declared]
+        up = _insert(conn)(tasks)
+        await conn.execute(up.on_conflict_do_update(
+            index_elements=[tasks.c.name, tasks.c.queue],
+            set_={k: up.excluded[k] for k in rows[0] if k not in ("name", "queue")}), rows)
+
+
+async def heartbeat(conn: AsyncConnection, worker_id: str, now: datetime,
+                    forget_before: datetime) -> bool:
+    """Refresh a worker's heartbeat and delete workers silent since ``forget_before``;
+    False when this worker's row is gone (deleted as stale): it must register again."""
+    await conn.execute(delete(workers).where(workers.c.heartbeat_at < forget_before,
+                                             workers.c.id != worker_id))
+    done = await conn.execute(update(workers).where(workers.c.id == worker_id)
+                              .values(heartbeat_at=now))
+    return bool(done.rowcount)
+
+
+async def remove_worker(conn: AsyncConnection, worker_id: str) -> None:
+    """Forget a worker that shut down cleanly (its task declarations stay)."""
+    await conn.execute(delete(workers).where(workers.c.id == worker_id))
+
+
+async def list_workers(conn: AsyncConnection, *, now: datetime,
+                       stale_after: timedelta) -> list[WorkerInfo]:
+    """Every recorded worker, oldest first, with the jobs it runs now."""
+    running = (select(jobs.c.worker_id, func.count().label("n"))
+               .where(jobs.c.status == JobStatus.RUNNING.value, jobs.c.worker_id.is_not(None))
+               .group_by(jobs.c.worker_id).subquery())
+    rows = await conn.execute(
+        select(workers, func.coalesce(running.c.n, 0).label("running"))
+        .outerjoin(running, running.c.worker_id == workers.c.id)
+        .order_by(workers.c.started_at, workers.c.id))
+    return [
+        WorkerInfo(id=r["id"], host=r["host"], pid=r["pid"], queues=tuple(r["queues"]),
+                   concurrency=r["concurrency"], version=r["version"],
+                   started_at=r["started_at"], heartbeat_at=r["heartbeat_at"],
+                   running=int(r["running"]), stale=r["heartbeat_at"] < now - stale_after)
+        for r in rows.mappings()
+    ]
+
+
+def _record(r: Mapping[Any, Any]) -> TaskRecord:
+    return TaskRecord(
+        declaration=TaskDeclaration(
+            name=r["name"], queue=r["queue"], phases=tuple(r["phases"]),
+            max_attempts=r["max_attempts"], retry=dict(r["retry"]), timeout=r["timeout"],
+            parameters=tuple(r["parameters"]), required=tuple(r["required"]),
+            accepts_any=bool(r["accepts_any"])),
+        updated_at=r["updated_at"], worker_id=r["worker_id"])
+
+
+async def list_tasks(conn: AsyncConnection) -> list[TaskRecord]:
+    """Every recorded task declaration, by name then queue."""
+    rows = await conn.execute(select(tasks).order_by(tasks.c.name, tasks.c.queue))
+    return [_record(r) for r in rows.mappings()]
+
+
+async def declarations(conn: AsyncConnection,
+                       names: Iterable[str]) -> dict[str, list[TaskDeclaration]]:
+    """The recorded declarations of these task names (each name: one per queue)."""
+    wanted = sorted(set(names))
+    out: dict[str, list[TaskDeclaration]] = {}
+    if not wanted:
+        return out
+    rows = await conn.execute(select(tasks).where(tasks.c.name.in_(wanted))
+                              .order_by(tasks.c.name, tasks.c.queue))
+    for r in rows.mappings():
+        out.setdefault(r["name"], []).append(_record(r).declaration)
+    return out
+
+
+async def adopt_phases(conn: AsyncConnection, claimed: Sequence[Job],
+                       phases_of: Mapping[str, Sequence[str]]) -> list[Job]:
+    """Give claimed jobs stored without phases the phases their task declares (``phases_of``
+    by task name), so a job created before its task was declared runs its phases; in
+    the claim's transaction, before the task sees the job."""
+    out: list[Job] = []
+    rows: list[dict[str, Any]] = []
+    counts: list[dict[str, Any]] = []
+    for job in claimed:
+        declared = phases_of.get(job.name, ())
+        if job.phases or not declared:
+            out.append(job)
+            continue
+        adopted = tuple(Phase(name=p) for p in declared)
+        rows.extend(phase_values(job.id, i, p) for i, p in enumerate(adopted))
+        counts.append({"_id": job.id, "phase_count": len(adopted)})
+        out.append(replace(job, phases=adopted))
+    if rows:
+        await conn.execute(insert(job_phases), rows)
+        await conn.execute(update(jobs).where(jobs.c.id == bindparam("_id"))
+                           .values(phase_count=bindparam("phase_count")), counts)
+    return out
