@@ -18,11 +18,12 @@ A task's retry policy and timeout are not stored in the job: the worker running 
 its declaration's (see ``jobtrack.queue.execution``).
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
 
+from jobtrack.domain.flows import FlowNode
 from jobtrack.domain.jobs import Job, new_job
 from jobtrack.errors import ValidationFailed
 
@@ -83,6 +84,32 @@ class JobSpec:
     idempotency_key: str | None
 
 
+#: options of ``App.enqueue`` (spelled with a leading underscore) and ``enqueue_many``
+ENQUEUE_OPTIONS: Final = frozenset({"queue", "priority", "delay", "run_at",
+                                    "idempotency_key", "max_attempts", "phases"})
+#: options of a :class:`~jobtrack.queue.flows.FlowJob` (a flow job has no idempotency key)
+FLOW_OPTIONS: Final = ENQUEUE_OPTIONS - {"idempotency_key"}
+
+
+def submission(name: str, data: Mapping[str, Any], options: Mapping[str, Any], *,
+               accepted: frozenset[str] = ENQUEUE_OPTIONS, prefix: str = "_") -> Submission:
+    """A submission from Python keyword options (``queue``, ``priority``, ``delay``...,
+    named here without their ``prefix``); an unknown option is refused by name."""
+    unknown = set(options) - accepted
+    if unknown:
+        listed = ", ".join(prefix + u for u in sorted(unknown))
+        raise _refuse(f"unknown option(s) {listed}; accepted: "
+                      f"{', '.join(prefix + o for o in sorted(accepted))}",
+                      prefix + sorted(unknown)[0], accepted=sorted(accepted))
+    phases = options.get("phases")
+    return Submission(
+        name=name, data=data, queue=options.get("queue"),
+        phases=None if phases is None else tuple(phases),
+        priority=options.get("priority"), max_attempts=options.get("max_attempts"),
+        run_at=options.get("run_at"), delay=options.get("delay"),
+        idempotency_key=options.get("idempotency_key"))
+
+
 def start_time(run_at: datetime | None, delay: float | timedelta | None,
                now: datetime) -> datetime | None:
     """When a job may start: ``now + delay`` if a delay is given, else ``run_at``."""
@@ -106,7 +133,8 @@ def check_data(task: TaskDeclaration, data: Mapping[str, Any], *, where: str = "
                 f"task {task.name!r} takes no parameter {unknown[0]!r} (its parameters: "
                 f"{taken}); rename the data key or add it to the function",
                 f"{where}data.{unknown[0]}", accepted=list(task.parameters))
-    missing = [p for p in task.required if p not in data]
+    # a reserved key is jobtrack's to give (a flow job's flowId), never the submitter's
+    missing = [p for p in task.required if p not in data and p not in RESERVED_DATA_KEYS]
     if missing:
         raise _refuse(
             f"task {task.name!r} requires {missing[0]!r} in the job's data",
@@ -160,3 +188,69 @@ def job_of(spec: JobSpec, *, id: str, tenant: str, now: datetime) -> Job:
         data=spec.data, phases=spec.phases, priority=spec.priority, run_at=spec.run_at,
         max_attempts=spec.max_attempts, idempotency_key=spec.idempotency_key,
     )
+
+
+def pick(name: str, queue: str | None,
+         declared: Sequence[TaskDeclaration]) -> TaskDeclaration | None:
+    """The declaration a job of task ``name`` on ``queue`` resolves against, among those
+    recorded for that name (one per queue): the one on its queue; with no queue given, the
+    only one (several: the queue must be given). None: undeclared there."""
+    if queue is not None:
+        return next((d for d in declared if d.queue == queue), None)
+    if len(declared) > 1:
+        raise _refuse(
+            f"task {name!r} is declared on the queues "
+            f"{', '.join(d.queue for d in declared)}: give the queue", "queue",
+            accepted=[d.queue for d in declared])
+    return declared[0] if declared else None
+
+
+@dataclass(frozen=True, slots=True)
+class SubmissionNode:
+    """One job of a flow as submitted, with the jobs that must complete before it."""
+
+    submission: Submission
+    children: Sequence["SubmissionNode"] = ()
+
+
+def flow_names(root: SubmissionNode) -> set[str]:
+    """Every task name of a submitted tree."""
+    names: set[str] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        names.add(node.submission.name)
+        stack.extend(node.children)
+    return names
+
+
+def resolve_tree(
+    root: SubmissionNode, lookup: Callable[[Submission], TaskDeclaration | None], *,
+    now: datetime, default_max_attempts: int,
+) -> FlowNode:
+    """The domain tree of a submitted flow, each job resolved against its task
+    (``lookup``); a refusal names the job's path (``children[0].data.x``). Iterative: a
+    tree of any depth reaches the depth limit of ``plan_tree`` and its clear error."""
+    order: list[tuple[SubmissionNode, int | None, str]] = []
+    stack: list[tuple[SubmissionNode, int | None, str]] = [(root, None, "")]
+    while stack:  # pre-order: every parent before its children
+        node, parent, where = stack.pop()
+        order.append((node, parent, where))
+        here = len(order) - 1
+        stack.extend((child, here, f"{where}children[{i}].")
+                     for i, child in reversed(list(enumerate(node.children))))
+    kids: list[list[FlowNode]] = [[] for _ in order]
+    built: FlowNode | None = None
+    for index in range(len(order) - 1, -1, -1):  # children are built before parents
+        node, parent, where = order[index]
+        sub = node.submission
+        spec = resolve(sub, lookup(sub), now=now, default_max_attempts=default_max_attempts,
+                       where=where)
+        built = FlowNode(name=spec.name, queue_name=spec.queue_name, data=spec.data,
+                         children=kids[index][::-1], phases=spec.phases,
+                         priority=spec.priority, max_attempts=spec.max_attempts,
+                         run_at=spec.run_at)
+        if parent is not None:
+            kids[parent].append(built)
+    assert built is not None
+    return built

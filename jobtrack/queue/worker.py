@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from jobtrack.domain.jobs import Change, Job, JobUpdate, plan_update
+from jobtrack.domain.spec import DEFAULT_QUEUE
 from jobtrack.domain.status import JobStatus
 from jobtrack.errors import NotFound, ValidationFailed
 from jobtrack.queue.app import App
@@ -93,7 +94,7 @@ class Worker:
             raise ValidationFailed("concurrency must be at least 1")
         self.app = app
         self.settings = app.settings
-        self.queues = list(queues or app.tasks.queues() or ["default"])
+        self.queues = list(queues or app.tasks.queues() or [DEFAULT_QUEUE])
         self.concurrency = concurrency
         self.grace_seconds = grace_seconds
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"

@@ -11,7 +11,7 @@ are what any tenant's job of that name runs. A declaration is keyed by task name
 queue; a worker re-declaring it overwrites it (the newest code wins).
 """
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobtrack.domain.jobs import Job, Phase, replace
-from jobtrack.domain.spec import TaskDeclaration
+from jobtrack.domain.spec import Submission, TaskDeclaration, pick
 from jobtrack.domain.status import JobStatus
 from jobtrack.store.codec import phase_values
 from jobtrack.store.tables import job_phases, jobs, tasks, workers
@@ -154,6 +154,29 @@ async def declarations(conn: AsyncConnection,
     for r in rows.mappings():
         out.setdefault(r["name"], []).append(_record(r).declaration)
     return out
+
+
+async def resolver(
+    conn: AsyncConnection, names: Iterable[str],
+    local: Callable[[str], TaskDeclaration | None] = lambda _name: None,
+) -> Callable[[Submission], TaskDeclaration | None]:
+    """How submissions of these task names find their declaration: ``local`` (a task
+    registered in this process), else the one workers recorded here (by name and queue:
+    :func:`~jobtrack.domain.spec.pick`), else none (undeclared: taken as submitted)."""
+    names = set(names)
+    mine = {n: local(n) for n in names}
+    recorded = await declarations(conn, [n for n, d in mine.items() if d is None])
+    seen: dict[tuple[str, str | None], TaskDeclaration | None] = {}
+
+    def lookup(sub: Submission) -> TaskDeclaration | None:
+        key = (sub.name, sub.queue)
+        if key not in seen:
+            found = mine.get(sub.name)
+            seen[key] = found if found is not None else pick(
+                sub.name, sub.queue, recorded.get(sub.name, ()))
+        return seen[key]
+
+    return lookup
 
 
 async def adopt_phases(conn: AsyncConnection, claimed: Sequence[Job],
