@@ -18,7 +18,17 @@ from jobtrack.api.errors import install_error_handlers
 from jobtrack.api.middleware import ApiGuard
 from jobtrack.api.openapi import install_openapi
 from jobtrack.api.ratelimit import RateLimiter
-from jobtrack.api.routes import actions, flows, health, jobs, metrics, queues, stream, webhooks
+from jobtrack.api.routes import (
+    actions,
+    flows,
+    health,
+    jobs,
+    metrics,
+    queues,
+    registry,
+    stream,
+    webhooks,
+)
 from jobtrack.dashboard.page import router as dashboard_router
 from jobtrack.settings import Settings
 from jobtrack.store.engine import Database
@@ -58,7 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.jobtrack = None
     app.add_middleware(ApiGuard, max_body_bytes=settings.max_body_bytes)
     install_error_handlers(app)
-    for module in (health, jobs, actions, queues, flows, stream, webhooks):
+    for module in (health, jobs, actions, queues, flows, stream, webhooks, registry):
         app.include_router(module.router)
     app.include_router(dashboard_router())  # GET /: the dashboard page
     metrics.install(app)  # GET /metrics, and the HTTP request counters
