@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
 
+from jobtrack.domain.registry import FORGET_LEASES, WorkerInfo
 from jobtrack.queue.app import App
 from jobtrack.store import registry
 
@@ -35,7 +36,7 @@ class Presence:
                  concurrency: int) -> None:
         self.app = app
         now = datetime.now(UTC)
-        self.info = registry.WorkerInfo(
+        self.info = WorkerInfo(
             id=worker_id, host=socket.gethostname(), pid=os.getpid(), queues=tuple(queues),
             concurrency=concurrency, version=_version(), started_at=now, heartbeat_at=now)
         self.declared = [task.declaration() for task in app.tasks]
@@ -63,7 +64,7 @@ class Presence:
             async with self.app.db.write() as conn:
                 self.recorded = await registry.heartbeat(
                     conn, self.info.id, now,
-                    forget_before=now - timedelta(seconds=lease * registry.FORGET_LEASES))
+                    forget_before=now - timedelta(seconds=lease * FORGET_LEASES))
         except Exception:
             log.exception("worker heartbeat in the task registry failed; trying again")
             return

@@ -12,49 +12,19 @@ queue; a worker re-declaring it overwrites it (the newest code wins).
 """
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobtrack.domain.jobs import Job, Phase, replace
+from jobtrack.domain.registry import TaskRecord, WorkerInfo
 from jobtrack.domain.spec import Submission, TaskDeclaration, pick
 from jobtrack.domain.status import JobStatus
 from jobtrack.store.codec import phase_values
 from jobtrack.store.tables import job_phases, jobs, tasks, workers
-
-#: lease periods without a heartbeat after which a worker is shown stale
-STALE_LEASES: Final = 3
-#: lease periods without a heartbeat after which a worker's row is deleted
-FORGET_LEASES: Final = 120
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerInfo:
-    """One worker as it recorded itself; ``running`` and ``stale`` are read, not stored."""
-
-    id: str
-    host: str
-    pid: int
-    queues: tuple[str, ...]
-    concurrency: int
-    version: str
-    started_at: datetime
-    heartbeat_at: datetime
-    running: int = 0
-    stale: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class TaskRecord:
-    """A task declaration as stored: when and by which worker it was last recorded."""
-
-    declaration: TaskDeclaration
-    updated_at: datetime
-    worker_id: str | None
 
 
 def _insert(conn: AsyncConnection) -> Any:

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import update
 
+from jobtrack.domain.registry import FORGET_LEASES, WorkerInfo
 from jobtrack.domain.retry import RetryPolicy
 from jobtrack.domain.status import JobStatus, PhaseStatus
 from jobtrack.queue.app import App
@@ -21,7 +22,7 @@ from jobtrack.store.tables import workers
 Running = Callable[..., AbstractAsyncContextManager[Worker]]
 
 
-async def _workers(app: App) -> list[registry.WorkerInfo]:
+async def _workers(app: App) -> list[WorkerInfo]:
     async with app.db.read() as conn:
         return await registry.list_workers(conn, now=datetime.now(UTC),
                                            stale_after=timedelta(seconds=15))
@@ -82,11 +83,11 @@ async def test_stale_workers_are_marked_then_aged_out_and_a_lost_record_comes_ba
         while not worker.presence.recorded:
             await asyncio.sleep(0.01)
         long_ago = datetime.now(UTC) - timedelta(
-            seconds=app.settings.lease_seconds * registry.FORGET_LEASES + 60)
+            seconds=app.settings.lease_seconds * FORGET_LEASES + 60)
         lately = datetime.now(UTC) - timedelta(seconds=60)
         async with app.db.write() as conn:
             for wid, at in (("killed", long_ago), ("silent", lately)):
-                await registry.register_worker(conn, registry.WorkerInfo(
+                await registry.register_worker(conn, WorkerInfo(
                     id=wid, host="h", pid=1, queues=("default",), concurrency=1,
                     version="0", started_at=at, heartbeat_at=at), [], at)
                 await conn.execute(update(workers).where(workers.c.id == wid)

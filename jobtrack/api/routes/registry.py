@@ -6,7 +6,6 @@ the workers (hosts, process ids) need an admin key.
 """
 
 from datetime import datetime, timedelta
-from typing import Any
 
 from fastapi import APIRouter
 from pydantic import Field
@@ -16,15 +15,9 @@ from jobtrack.api.deps import CallerDep, StateDep
 from jobtrack.api.params import utcnow
 from jobtrack.api.responses import errors, json_response
 from jobtrack.api.schemas import ApiModel
-from jobtrack.domain.wire import iso
+from jobtrack.domain.registry import STALE_LEASES, task_to_wire, worker_to_wire
 from jobtrack.errors import Forbidden
-from jobtrack.store.registry import (
-    STALE_LEASES,
-    TaskRecord,
-    WorkerInfo,
-    list_tasks,
-    list_workers,
-)
+from jobtrack.store.registry import list_tasks, list_workers
 
 router = APIRouter(tags=["operations"])
 
@@ -69,22 +62,6 @@ class TaskPublic(ApiModel):
     accepts_any_data: bool = Field(description="it takes **kwargs: any data key")
     updated_at: datetime
     worker_id: str | None = Field(description="the worker that recorded it last")
-
-
-def worker_to_wire(w: WorkerInfo) -> dict[str, Any]:
-    return {"workerId": w.id, "host": w.host, "pid": w.pid, "queues": list(w.queues),
-            "concurrency": w.concurrency, "version": w.version, "runningJobs": w.running,
-            "startedAt": iso(w.started_at), "heartbeatAt": iso(w.heartbeat_at),
-            "stale": w.stale}
-
-
-def task_to_wire(t: TaskRecord) -> dict[str, Any]:
-    d = t.declaration
-    return {"name": d.name, "queueName": d.queue, "phases": list(d.phases),
-            "maxAttempts": d.max_attempts, "retry": dict(d.retry),
-            "timeoutSeconds": d.timeout, "parameters": list(d.parameters),
-            "requiredParameters": list(d.required), "acceptsAnyData": d.accepts_any,
-            "updatedAt": iso(t.updated_at), "workerId": t.worker_id}
 
 
 @router.get(
