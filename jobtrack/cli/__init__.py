@@ -19,6 +19,7 @@ from jobtrack.cli import (
     jobs,
     keys,
     migrate,
+    registry,
     retention,
     serve,
     webhooks,
@@ -45,7 +46,8 @@ def root(
     ctx.obj = common.build_settings(database_url)
 
 
-for module in (migrate, keys, serve, worker, webhooks, jobs, flows, retention, contract, demo):
+for module in (migrate, keys, serve, worker, webhooks, jobs, flows, registry, retention,
+               contract, demo):
     module.register(app)
 
 
