@@ -32,6 +32,7 @@ from jobtrack.api.routes import (
 from jobtrack.dashboard.page import router as dashboard_router
 from jobtrack.settings import Settings
 from jobtrack.store.engine import Database
+from jobtrack.store.registry import DeclarationCache
 
 
 def _version() -> str:
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             keys=KeyCache(db, ttl=settings.key_cache_seconds),
             limiter=RateLimiter(db, limit=settings.rate_limit_per_minute,
                                 chunk=settings.chunk()),
+            declarations=DeclarationCache(settings.task_cache_seconds),
         )
         await stream.start_live(app, db, settings)
         try:

@@ -18,6 +18,7 @@ from jobtrack.api.ratelimit import RateLimiter
 from jobtrack.errors import RateLimited
 from jobtrack.settings import Settings
 from jobtrack.store.engine import Database
+from jobtrack.store.registry import DeclarationCache
 
 
 @dataclass(slots=True)
@@ -28,6 +29,8 @@ class ApiState:
     db: Database
     keys: KeyCache
     limiter: RateLimiter
+    #: task declarations read from the task registry (enqueue defaults and checks)
+    declarations: DeclarationCache
 
 
 def api_state(request: Request) -> ApiState:

@@ -71,6 +71,8 @@ class App:
         self.explicit_url = database_url is not None
         self._db: Database | None = None
         self._tenant_ready = False
+        #: declarations read from the task registry, trusted for ``task_cache_seconds``
+        self.declarations = store_registry.DeclarationCache(settings.task_cache_seconds)
 
     # --- configuration ------------------------------------------------------------
 
@@ -152,7 +154,8 @@ class App:
         default = self.settings.default_max_attempts
         async with self.db.write() as conn:
             lookup = await store_registry.resolver(conn, {s.name for s in subs},
-                                                   local=self.declared)
+                                                   local=self.declared,
+                                                   cache=self.declarations)
             new = [job_of(resolve(s, lookup(s), now=now, default_max_attempts=default),
                           id=new_id(), tenant=self.tenant, now=now) for s in subs]
             if not self._tenant_ready:
@@ -191,7 +194,7 @@ class App:
 
         async def once() -> Job:
             app = App(settings=self.settings, tenant=self.tenant)
-            app.tasks = self.tasks
+            app.tasks, app.declarations = self.tasks, self.declarations
             try:
                 return await app.enqueue(name, **kwargs)
             finally:

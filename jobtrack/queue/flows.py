@@ -97,7 +97,8 @@ async def enqueue_flow(app: "App", flowname: str, root: FlowJob) -> Flow:
     tree = to_submission(root)
     settings = app.settings
     async with app.db.write() as conn:
-        lookup = await store_registry.resolver(conn, flow_names(tree), local=app.declared)
+        lookup = await store_registry.resolver(conn, flow_names(tree), local=app.declared,
+                                               cache=app.declarations)
         node = resolve_tree(tree, lookup, now=now,
                             default_max_attempts=settings.default_max_attempts)
         await store_keys.ensure_tenant(conn, app.tenant, now)

@@ -11,9 +11,10 @@ are what any tenant's job of that name runs. A declaration is keyed by task name
 queue; a worker re-declaring it overwrites it (the newest code wins).
 """
 
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -25,6 +26,11 @@ from jobtrack.domain.spec import Submission, TaskDeclaration, pick
 from jobtrack.domain.status import JobStatus
 from jobtrack.store.codec import phase_values
 from jobtrack.store.tables import job_phases, jobs, tasks, workers
+
+# built once, its names bound at execution: this runs with every enqueue (see
+# jobtrack/store/claim.py on why statements are not rebuilt per call)
+_DECLARATIONS = (select(tasks).where(tasks.c.name.in_(bindparam("names", expanding=True)))
+                 .order_by(tasks.c.name, tasks.c.queue))
 
 
 def _insert(conn: AsyncConnection) -> Any:
@@ -119,23 +125,64 @@ async def declarations(conn: AsyncConnection,
     out: dict[str, list[TaskDeclaration]] = {}
     if not wanted:
         return out
-    rows = await conn.execute(select(tasks).where(tasks.c.name.in_(wanted))
-                              .order_by(tasks.c.name, tasks.c.queue))
+    rows = await conn.execute(_DECLARATIONS, {"names": wanted})
     for r in rows.mappings():
         out.setdefault(r["name"], []).append(_record(r).declaration)
     return out
 
 
+class DeclarationCache:
+    """Task declarations a process has read, trusted for ``ttl`` seconds per task name
+    (0: read with every enqueue), so that enqueueing costs no extra round trip on its hot
+    path. The price is a short delay: a declaration a worker records or changes applies
+    to this process's enqueues at most ``ttl`` seconds later (a job created meanwhile
+    still gets its declared phases from the worker that runs it)."""
+
+    #: most task names remembered (the table is cleared beyond)
+    MAX_NAMES: Final = 10_000
+
+    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self._clock = clock
+        self._entries: dict[str, tuple[float, list[TaskDeclaration]]] = {}
+
+    async def fetch(self, conn: AsyncConnection,
+                    names: Iterable[str]) -> dict[str, list[TaskDeclaration]]:
+        """The declarations of these names, read for those not known recently enough."""
+        now = self._clock()
+        out: dict[str, list[TaskDeclaration]] = {}
+        missing: list[str] = []
+        for name in set(names):
+            hit = self._entries.get(name)
+            if hit is not None and hit[0] > now:
+                out[name] = hit[1]
+            else:
+                missing.append(name)
+        if missing:
+            got = await declarations(conn, missing)
+            if len(self._entries) + len(missing) > self.MAX_NAMES:
+                self._entries.clear()
+            for name in missing:
+                out[name] = got.get(name, [])
+                if self.ttl > 0:
+                    self._entries[name] = (now + self.ttl, out[name])
+        return out
+
+
 async def resolver(
     conn: AsyncConnection, names: Iterable[str],
     local: Callable[[str], TaskDeclaration | None] = lambda _name: None,
+    cache: DeclarationCache | None = None,
 ) -> Callable[[Submission], TaskDeclaration | None]:
     """How submissions of these task names find their declaration: ``local`` (a task
     registered in this process), else the one workers recorded here (by name and queue:
-    :func:`~jobtrack.domain.spec.pick`), else none (undeclared: taken as submitted)."""
+    :func:`~jobtrack.domain.spec.pick`; through ``cache`` if given), else none
+    (undeclared: taken as submitted)."""
     names = set(names)
     mine = {n: local(n) for n in names}
-    recorded = await declarations(conn, [n for n, d in mine.items() if d is None])
+    others = [n for n, d in mine.items() if d is None]
+    recorded = (await cache.fetch(conn, others) if cache is not None
+                else await declarations(conn, others))
     seen: dict[tuple[str, str | None], TaskDeclaration | None] = {}
 
     def lookup(sub: Submission) -> TaskDeclaration | None:

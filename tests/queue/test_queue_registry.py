@@ -122,3 +122,27 @@ async def test_a_job_stored_without_phases_runs_its_declared_phases(
     assert done.status is JobStatus.COMPLETED and done.result == "d1"
     assert [(p.name, p.status) for p in done.phases] == [
         ("loading", PhaseStatus.COMPLETED), ("indexing", PhaseStatus.COMPLETED)]
+
+
+async def test_a_process_trusts_the_declarations_it_read_for_the_cache_period(app: App) -> None:
+    now = [0.0]
+    cache = registry.DeclarationCache(5.0, clock=lambda: now[0])
+    fresh = registry.DeclarationCache(0.0)
+
+    async def seen(c: registry.DeclarationCache) -> list[str]:
+        async with app.db.read() as conn:
+            return [d.queue for d in (await c.fetch(conn, ["ingest"]))["ingest"]]
+
+    assert await seen(cache) == [] and await seen(fresh) == []
+    declaring = App(settings=app.settings)
+
+    @declaring.task(queue="ingest")
+    async def ingest(ctx: JobContext, document_id: str) -> None: ...
+
+    await Worker(declaring).presence.enter()
+    await declaring.close()
+    assert await seen(fresh) == ["ingest"]  # ttl 0: read with every enqueue
+    now[0] = 4.9
+    assert await seen(cache) == []  # no round trip while the answer is fresh
+    now[0] = 5.1
+    assert await seen(cache) == ["ingest"]

@@ -69,7 +69,7 @@ async def create_flow(body: FlowCreate, caller: CallerDep, state: StateDep) -> R
     settings = state.settings
     tree = body.to_submission()
     async with state.db.write() as conn:
-        lookup = await resolver(conn, flow_names(tree))
+        lookup = await resolver(conn, flow_names(tree), cache=state.declarations)
         node = resolve_tree(tree, lookup, now=now,
                             default_max_attempts=settings.default_max_attempts)
         flow, _ = await store.create_flow(

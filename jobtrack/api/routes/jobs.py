@@ -62,7 +62,7 @@ async def create_job(body: JobCreate, caller: CallerDep, state: StateDep) -> Res
     now = utcnow()
     sub = body.to_submission()
     async with state.db.write() as conn:
-        lookup = await resolver(conn, [sub.name])
+        lookup = await resolver(conn, [sub.name], cache=state.declarations)
         spec = resolve(sub, lookup(sub), now=now,
                        default_max_attempts=state.settings.default_max_attempts)
         job = job_of(spec, id=new_id(), tenant=caller.tenant, now=now)
