@@ -1,5 +1,5 @@
 """P6: a flow with 100,000 children costs the same per child as a flow with 1,000, and its
-summary (``GET /flows/{id}``) stays under 10 ms at both sizes (``shared/spec/targets.md``).
+summary (``GET /flows/{id}``) stays under 10 ms at both sizes (``docs/targets.md``).
 
 On a scratch PostgreSQL database (created on the server of ``--database-url``, dropped
 after):

@@ -6,8 +6,8 @@
 #   MEMORY_N=100000 bench/side_by_side.sh                   # + P8 (worker RSS, PG and SQLite)
 #
 # What it does:
-#   1. copies the peers harness ($PEERS_DIR, default <repo>/../shared/peers, read-only shared
-#      material) to a temp dir and works there;
+#   1. copies the peers harness ($PEERS_DIR, required: a checkout outside this repository,
+#      left read-only) to a temp dir and works there;
 #   2. runs the copy's setup_venvs.sh for the peers selected (the venvs are kept between runs
 #      in $PEER_VENVS; PEER_VENVS= builds them inside the temp copy instead);
 #   3. runs the copy's `servers.sh start`: throwaway PostgreSQL (fresh initdb, defaults:
@@ -37,7 +37,7 @@
 set -uo pipefail
 
 ROOT="$(git -C "$(dirname "$0")" rev-parse --show-toplevel)"
-PEERS_DIR="${PEERS_DIR:-$ROOT/../shared/peers}"
+PEERS_DIR="${PEERS_DIR:-}"
 NS="${NS:-20000}"
 REPS="${REPS:-3}"
 PEERS="${PEERS-floor procrastinate procrastinate-c10 pgqueuer rq rq-simple celery saq arq arq-poll50ms}"

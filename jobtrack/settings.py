@@ -21,8 +21,17 @@ class Settings(BaseSettings):
 
     #: ``sqlite:///path`` (default, embedded) or ``postgresql://user@host/db``
     database_url: str = DEFAULT_DATABASE_URL
-    #: connections per process to PostgreSQL
-    pool_size: Annotated[int, Field(ge=1, le=200)] = 10
+    #: connections each process keeps open to PostgreSQL (and the most it opens: a
+    #: request that finds them all busy waits for one)
+    pool_size: Annotated[int, Field(ge=1, le=200)] = 20
+    #: API, PostgreSQL: a database that hangs instead of refusing gets a 503 in bounded
+    #: time. Opening a connection; one statement (the server cancels it, and the API
+    #: stops waiting for its answer 2 s later); waiting for a pooled connection
+    db_connect_timeout_seconds: Seconds = 5.0
+    db_statement_timeout_seconds: Seconds = 5.0
+    db_pool_timeout_seconds: Seconds = 2.0
+    #: how long ``/readyz`` waits for the database's answer before its 503
+    readyz_timeout_seconds: Seconds = 1.0
 
     # --- HTTP API ---
     #: requests per minute per API key, shared by every API process on the database
@@ -33,11 +42,19 @@ class Settings(BaseSettings):
     key_cache_seconds: Annotated[float, Field(ge=0)] = 10.0
     #: largest accepted request body
     max_body_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
+    #: ``jobtrack serve``: most headers, and bytes of request line and headers, read of a
+    #: request (more: 431, unread)
+    max_header_count: Annotated[int, Field(ge=10)] = 100
+    max_header_bytes: Annotated[int, Field(ge=4096)] = 65_536
     #: largest page of ``GET /jobs`` and ``GET /flows``
     max_page_size: Annotated[int, Field(ge=1)] = 500
     #: bearer token for ``GET /metrics`` (give it to Prometheus); an admin key works too,
     #: and nothing else: metrics are never open
     metrics_token: str | None = None
+    #: accept legacy and foreign status aliases (``done``, ``QUEUED``...) on input, answered
+    #: with a ``Deprecation`` header; false once every client sends canonical values: aliases
+    #: are then refused with a 422 naming the canonical values
+    accept_status_aliases: bool = True
 
     # --- jobs and workers ---
     #: attempts a job gets when its submitter says nothing

@@ -1,11 +1,11 @@
 """Where the peers harness is, and its ``common`` / ``pgcost`` modules imported from there.
 
-The harness (``shared/peers``) is read-only shared material: ``bench/side_by_side.sh``
+The harness (``$PEERS_DIR``, outside this repository) is read-only: ``bench/side_by_side.sh``
 copies it to a temp dir and points ``PEERS_BENCH_DIR`` at the copy's ``bench/``, where
 worker logs go to the copy's ``.run/logs``. Run by hand without ``PEERS_BENCH_DIR``, the
-drivers import from ``PEERS_DIR/bench`` (default ``<repo>/../shared/peers``) but never
-write there (no ``.run/``, no ``__pycache__``: root ignores the read-only bits): worker
-logs go to ``$TMPDIR/jobtrack-peers-logs``.
+drivers import from ``$PEERS_DIR/bench`` but never write there (no ``.run/``, no
+``__pycache__``: root ignores the read-only bits): worker logs go to
+``$TMPDIR/jobtrack-peers-logs``.
 """
 
 import importlib
@@ -23,7 +23,9 @@ def peers_bench_dir() -> Path:
     explicit = os.environ.get("PEERS_BENCH_DIR")
     if explicit:
         return Path(explicit).resolve()
-    peers = os.environ.get("PEERS_DIR") or str(REPO.parent / "shared" / "peers")
+    peers = os.environ.get("PEERS_DIR")
+    if not peers:
+        raise SystemExit("set PEERS_DIR to a checkout of the peers harness (or PEERS_BENCH_DIR)")
     return Path(peers).resolve() / "bench"
 
 

@@ -1,4 +1,4 @@
-"""jobtrack beside the peers: a driver in the harness protocol of ``shared/peers/bench/common.py``.
+"""jobtrack beside the peers: a driver in the harness protocol (``$PEERS_DIR/bench/common.py``).
 
 Per run, exactly as the peers' drivers do:
 

@@ -3,7 +3,7 @@
 Reads the JSONL the drivers append (the peers' ``p_*.py``, ``p_jobtrack.py``,
 ``floor_equal_work.py``, the peers' ``floor_sql.py`` and ``pgbench.sh``, ``bench_memory.py``)
 and prints, per N: every configuration as median (min-max) over its successful runs, then
-the ratios the targets ask for (docs/benchmarks.md, shared/spec/targets.md):
+the ratios the targets ask for (docs/benchmarks.md, docs/targets.md):
 
 - P1: jobtrack (PostgreSQL) / the fastest peer, by e2e, from-spawn and steady rates;
   as ratios of medians and as the median (min-max) of per-repetition ratios (each rep's

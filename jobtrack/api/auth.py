@@ -1,6 +1,6 @@
 """API keys per process: looked up once, then trusted for ``key_cache_seconds``.
 
-The cache keeps the hot path at one database round trip (targets.md P4). Its price is a
+The cache keeps the hot path at one database round trip (docs/targets.md P4). Its price is a
 documented revocation delay: a revoked key keeps working on a process that has it cached
 for at most ``key_cache_seconds`` (default 10 s; 0 turns the cache off). Unknown keys are
 cached too (so a flood of bad keys cannot flood the database), in a bounded table.

@@ -18,6 +18,7 @@ from jobtrack.api.ratelimit import RateLimiter
 from jobtrack.errors import RateLimited
 from jobtrack.settings import Settings
 from jobtrack.store.engine import Database
+from jobtrack.store.group_commit import InsertBatcher
 from jobtrack.store.registry import DeclarationCache
 
 
@@ -29,11 +30,15 @@ class ApiState:
     db: Database
     keys: KeyCache
     limiter: RateLimiter
+    #: new jobs of concurrent requests share commits
+    inserter: InsertBatcher
     #: task declarations read from the task registry (enqueue defaults and checks)
     declarations: DeclarationCache
 
 
-def api_state(request: Request) -> ApiState:
+async def api_state(request: Request) -> ApiState:
+    # async on purpose: FastAPI runs a plain ``def`` dependency on a worker thread,
+    # a thread hop per request for a dictionary lookup
     state = getattr(request.app.state, "jobtrack", None)
     if not isinstance(state, ApiState):
         raise RuntimeError("the jobtrack API is not started: run it with its lifespan")
@@ -43,11 +48,11 @@ def api_state(request: Request) -> ApiState:
 StateDep = Annotated[ApiState, Depends(api_state)]
 
 
-def _db(state: StateDep) -> Database:
+async def _db(state: StateDep) -> Database:
     return state.db
 
 
-def _settings(state: StateDep) -> Settings:
+async def _settings(state: StateDep) -> Settings:
     return state.settings
 
 

@@ -1,4 +1,4 @@
-"""Pydantic models of the ``/flows`` routes (``shared/spec/api.md``, "Flows").
+"""Pydantic models of the ``/flows`` routes (``docs/reference/http-api.md``, "Flows").
 
 A flow is submitted as its root job plus ``flowname``; every job of the tree is a
 ``FlowJob`` ``{name, queueName, data?, opts?, children?}``. The whole tree is validated
@@ -124,7 +124,7 @@ class FlowJobReport(InputModel):
         model = handler(data)
         raw = data.get("status") if isinstance(data, dict) else None
         if isinstance(raw, str) and raw != model.status.value:
-            model._status_alias = raw.strip().lower()
+            model._status_alias = raw
         return model
 
     @property

@@ -4,9 +4,11 @@ the one it must buffer). For every HTTP request it:
 1. refuses a body over ``max_body_bytes`` with 413, counting the bytes as they stream in
    (a ``Content-Length`` over the limit is refused before reading anything; a chunked
    body is cut off as soon as it passes the limit);
-2. refuses JSON nested deeper than ``MAX_JSON_DEPTH`` with 422, before any parser sees it;
+2. refuses JSON nested deeper than ``max_json_depth`` (``body_depth_limit``), and integers
+   too long for the parser to read, with 422, before any parser sees them;
 3. adds the headers the request earned on whatever answer goes out, errors included
-   (rate-limit headers once the key is known, ``Deprecation`` for aliased input);
+   (rate-limit headers once the key is known, ``Deprecation`` and a ``Warning`` naming
+   ``JOBTRACK_ACCEPT_STATUS_ALIASES`` for aliased input);
 4. turns any unexpected exception into a 500 envelope that leaks nothing (503 when the
    database cannot be reached), and logs it with a reference the client also gets.
 
@@ -21,7 +23,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jobtrack.api.errors import envelope
-from jobtrack.api.jsonguard import MAX_JSON_DEPTH, too_deep
+from jobtrack.api.jsonguard import MAX_JSON_DEPTH, too_deep, unreadable_integer
 from jobtrack.api.ratelimit import RateInfo
 from jobtrack.store.engine import is_unavailable
 
@@ -30,6 +32,8 @@ logger = logging.getLogger("jobtrack.api")
 #: where routes and dependencies leave what the middleware adds to the answer
 CONTEXT_KEY = "jobtrack.context"
 _NO_BODY = frozenset({"GET", "HEAD", "OPTIONS"})
+#: the setting that ends the status-alias window (``Settings.accept_status_aliases``)
+ALIAS_SETTING = "JOBTRACK_ACCEPT_STATUS_ALIASES"
 
 
 @dataclass(slots=True)
@@ -46,6 +50,9 @@ class RequestContext:
             alias, canonical = self.deprecation
             out.append((b"deprecation",
                         f'true; alias="{alias}"; canonical="{canonical}"'.encode()))
+            out.append((b"warning", (
+                f'299 jobtrack "status alias \'{alias}\' is deprecated: send \'{canonical}\'; '
+                f'{ALIAS_SETTING}=false refuses aliases"').encode()))
         return out
 
 
@@ -100,6 +107,12 @@ class ApiGuard:
                 await _answer(send_with_headers, 422, "validation_error",
                               f"invalid body: JSON nests deeper than {self.max_json_depth} "
                               "levels", {"field": "body", "maxDepth": self.max_json_depth})
+                return
+            digits = unreadable_integer(body)
+            if digits is not None:
+                await _answer(send_with_headers, 422, "validation_error",
+                              f"invalid body: a number of {digits} digits is too large: "
+                              "integers must fit in 64 bits", {"field": "body"})
                 return
             receive = _replay(body, receive)
         try:

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 DESCRIPTION: Final = """\
-jobtrack's HTTP API: jobs, queues and their status (`shared/spec/api.md`).
+jobtrack's HTTP API: jobs, queues and their status (`docs/reference/http-api.md`).
 
 **Auth**: `Authorization: Bearer <key>` (from `jobtrack keys create --tenant NAME`) on
 every route but `/healthz` and `/readyz`. A key sees its tenant only: another tenant's
@@ -26,7 +26,8 @@ other processes hold).
 
 **Status aliases** (`done`, `processing`, `canceled`, ...) are accepted where a status is
 input, during a deprecation window; answers carry only canonical values, and an answer to
-aliased input has `Deprecation: true; alias="done"; canonical="completed"`.
+aliased input has `Deprecation: true; alias="done"; canonical="completed"` and a `Warning`
+naming `JOBTRACK_ACCEPT_STATUS_ALIASES`; with that setting `false` aliases are a 422.
 
 **Progress** is a percentage (a number from 0 to 100) or `{done, total}`; it is answered
 as `{done, total, percentage}`.

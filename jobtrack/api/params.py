@@ -12,10 +12,12 @@ from typing import Annotated
 from fastapi import Path, Request
 from pydantic import AfterValidator
 
-from jobtrack.api.middleware import request_context
+from jobtrack.api.middleware import ALIAS_SETTING, request_context
 from jobtrack.api.schemas import ProgressIn, clean_text
 from jobtrack.domain.jobs import Progress
+from jobtrack.domain.status import JobStatus
 from jobtrack.errors import ValidationFailed
+from jobtrack.settings import Settings
 from jobtrack.store.keys import ApiKey
 
 JobId = Annotated[str, Path(alias="jobId", min_length=1, max_length=64,
@@ -39,11 +41,29 @@ def check_page_size(limit: int, max_page_size: int) -> None:
         )
 
 
-def note_status_alias(request: Request, status: Enum | None) -> None:
-    """A ``?status=`` alias answers with a ``Deprecation`` header naming the canonical value."""
+def note_status_alias(request: Request, settings: Settings, status: Enum | None) -> None:
+    """A ``?status=`` alias: noted, or refused once aliases are off (see :func:`status_alias`)."""
     raw = request.query_params.get("status")
     if status is not None and raw is not None and raw != status.value:
-        request_context(request.scope).deprecation = (raw.strip().lower(), status.value)
+        status_alias(request, settings, raw, str(status.value), where="query")
+
+
+def status_alias(
+    request: Request, settings: Settings, raw: str, canonical: str, *, where: str = "body"
+) -> None:
+    """The request spelled the status ``canonical`` as ``raw`` (an alias). While the
+    deprecation window is open (``accept_status_aliases``) the answer gets a
+    ``Deprecation`` header; once it is closed, a 422 naming the canonical values."""
+    if not settings.accept_status_aliases:
+        accepted = [s.value for s in JobStatus]
+        raise ValidationFailed(
+            f"invalid {where}: status: {raw!r} is an alias of {canonical!r}, and this server "
+            f"accepts only the canonical statuses {', '.join(accepted)} "
+            f"({ALIAS_SETTING}=false)",
+            details={"field": "status", "in": where, "value": raw, "canonical": canonical,
+                     "accepted": accepted},
+        )
+    request_context(request.scope).deprecation = (raw.strip().lower(), canonical)
 
 
 def holder_id(key: ApiKey, lease_seconds: float) -> str:

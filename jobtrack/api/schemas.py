@@ -1,4 +1,4 @@
-"""Pydantic v2 models of the HTTP API (camelCase on the wire, ``shared/spec/api.md``).
+"""Pydantic v2 models of the HTTP API (camelCase on the wire, ``docs/reference/http-api.md``).
 
 Inputs are bounded (names up to 200 characters, JSON documents up to 64 levels, finite
 numbers) and refuse unknown fields, so a bad request is a 422 naming the field and never
@@ -226,7 +226,7 @@ class JobPatch(InputModel):
         model = handler(data)
         raw = data.get("status") if isinstance(data, dict) else None
         if isinstance(raw, str) and model.status is not None and raw != model.status.value:
-            model._status_alias = raw.strip().lower()
+            model._status_alias = raw
         return model
 
     @property

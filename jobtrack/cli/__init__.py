@@ -1,7 +1,7 @@
 """The ``jobtrack`` command line. Each command group lives in its own module and
 registers itself on the root app; the database URL and settings are resolved once here.
 
-Fixed forms scripts rely on (product.md): ``--database-url`` or ``JOBTRACK_DATABASE_URL``
+Fixed forms scripts rely on (README): ``--database-url`` or ``JOBTRACK_DATABASE_URL``
 (default ``sqlite:///./jobtrack.db``); ``serve --host H --port P``; ``worker MODULE:APP
 --queues a,b --concurrency N``; ``keys create --tenant NAME [--admin]`` prints the raw key
 alone on stdout; ``serve``, ``worker`` and ``webhooks run`` migrate unless ``--no-migrate``.

@@ -6,6 +6,8 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.measure import Measurement
+from rich.table import Table
 
 from jobtrack.errors import JobtrackError
 from jobtrack.settings import Settings
@@ -53,3 +55,15 @@ def migrate_if_wanted(settings: Settings, no_migrate: bool) -> None:
         from jobtrack.store import migrate
 
         migrate.upgrade(settings.database_url)
+
+
+def print_table(table: Table) -> None:
+    """Print a table on stdout. Without a terminal (a pipe, a file, CI) it is printed as
+    wide as its content, so that no cell (an id above all) is cut short to fit 80
+    columns: what is shown can be passed back to another command."""
+    if out.is_terminal:
+        out.print(table)
+        return
+    unbounded = out.options.update_width(1_000_000)  # measure() alone stops at the width
+    wide = max(out.width, Measurement.get(out, unbounded, table).maximum)
+    Console(width=wide).print(table)  # (print(width=) cannot go past the console's)

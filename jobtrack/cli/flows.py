@@ -19,10 +19,16 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from jobtrack.cli.common import console, out, run, settings_of
+from jobtrack.cli.common import console, out, print_table, run, settings_of
 from jobtrack.domain.flows import Flow
 from jobtrack.domain.jobs import Job, Phase
-from jobtrack.domain.status import FlowStatus, JobStatus, PhaseStatus, normalize_status
+from jobtrack.domain.status import (
+    FLOW_TERMINAL,
+    FlowStatus,
+    JobStatus,
+    PhaseStatus,
+    normalize_status,
+)
 from jobtrack.errors import NotFound
 from jobtrack.settings import Settings
 from jobtrack.store import flows as store_flows
@@ -38,7 +44,6 @@ STYLE = {
     PhaseStatus.NOT_STARTED.value: "dim",
     PhaseStatus.PAUSED.value: "blue",
 }
-FINISHED = frozenset({FlowStatus.COMPLETED, FlowStatus.FAILED, FlowStatus.CANCELLED})
 
 
 def _status(value: str) -> Text:
@@ -131,7 +136,7 @@ async def watch(settings: Settings, flow_id: str, max_jobs: int, interval: float
     """Redraw the flow every ``interval`` seconds until it is finished."""
     flow, jobs = await load(settings, flow_id, max_jobs)
     with Live(render_flow(flow, jobs), console=out, auto_refresh=False) as live:
-        while flow.status not in FINISHED or flow.progress.running:
+        while flow.status not in FLOW_TERMINAL or flow.progress.running:
             await asyncio.sleep(interval)
             flow, jobs = await load(settings, flow_id, max_jobs)
             live.update(render_flow(flow, jobs), refresh=True)
@@ -193,4 +198,4 @@ def register(app: typer.Typer) -> None:
             table.add_row(f.flowname, f.tenant, _status(f.status.value),
                           f"{p.completed}/{p.total} ({p.percentage:g}%)",
                           f.created_at.strftime("%Y-%m-%d %H:%M:%S"), f.id)
-        out.print(table)
+        print_table(table)

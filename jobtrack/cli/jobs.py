@@ -25,7 +25,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from jobtrack.cli.common import console, out, run, settings_of
+from jobtrack.cli.common import console, out, print_table, run, settings_of
 from jobtrack.cli.flows import STYLE, job_label, progress_bar
 from jobtrack.domain.jobs import Change, Job, plan_cancel, plan_retry
 from jobtrack.domain.status import JobStatus, PhaseStatus, normalize_status
@@ -220,7 +220,7 @@ def register(app: typer.Typer) -> None:
             table.add_row(j.queue_name, j.name, _status(j.status.value), j.step,
                           _progress(j), f"{j.attempt}/{j.max_attempts}", j.tenant,
                           _when(j.updated_at), j.id)
-        out.print(table)
+        print_table(table)
 
     @group.command("show")
     def show_command(

@@ -6,7 +6,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from jobtrack.cli.common import console, out, run, settings_of
+from jobtrack.cli.common import console, out, print_table, run, settings_of
 from jobtrack.store import keys as store_keys
 from jobtrack.store.engine import Database
 
@@ -64,7 +64,7 @@ def register(app: typer.Typer) -> None:
             table.add_row(*(str(k[c] if k[c] is not None else "") for c in
                             ("id", "prefix", "tenant", "admin", "label", "created_at",
                              "revoked_at")))
-        out.print(table)
+        print_table(table)
 
     @group.command("revoke")
     def revoke(ctx: typer.Context, key_id: str) -> None:

@@ -10,17 +10,31 @@ uvicorn imports the app factory by name (``jobtrack.api.app:create_app``), so th
 stays independent of the API package and ``--workers`` can start several processes.
 Every process builds its settings from ``JOBTRACK_*`` environment variables; the
 database URL given to the CLI is passed on that way. uvicorn picks uvloop and httptools
-when they are installed.
+when they are installed. The request head is bounded
+(``JOBTRACK_MAX_HEADER_COUNT``, ``JOBTRACK_MAX_HEADER_BYTES``): more is answered 431
+unread (``jobtrack.cli.http_limits``).
 """
 
 import os
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from jobtrack.cli.common import migrate_if_wanted, settings_of
+from jobtrack.settings import Settings
 
 APP_FACTORY = "jobtrack.api.app:create_app"
+
+
+def _http(settings: Settings) -> Any:
+    """The HTTP protocol: httptools with the head bounded (h11 when httptools is missing,
+    bounded by ``h11_max_incomplete_event_size``: 400, not 431, and no header count)."""
+    try:
+        from jobtrack.cli.http_limits import http_protocol
+    except ImportError:
+        return "h11"
+    return http_protocol(max_header_count=settings.max_header_count,
+                         max_header_bytes=settings.max_header_bytes)
 
 
 def register(app: typer.Typer) -> None:
@@ -54,6 +68,7 @@ def register(app: typer.Typer) -> None:
             os.environ["JOBTRACK_WEBHOOKS_IN_API"] = "true" if webhooks else "false"
         uvicorn.run(
             APP_FACTORY, factory=True, host=host, port=port, workers=workers,
-            loop="auto", http="auto", log_level=log_level.lower(), access_log=access_log,
+            loop="auto", http=_http(settings), log_level=log_level.lower(),
+            access_log=access_log, h11_max_incomplete_event_size=settings.max_header_bytes,
             server_header=False, proxy_headers=False, timeout_graceful_shutdown=grace,
         )

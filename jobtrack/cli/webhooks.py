@@ -22,7 +22,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from jobtrack.cli.common import console, migrate_if_wanted, out, run, settings_of
+from jobtrack.cli.common import console, migrate_if_wanted, print_table, run, settings_of
 from jobtrack.domain.status import DeliveryStatus
 from jobtrack.settings import Settings
 from jobtrack.store.engine import Database
@@ -109,7 +109,7 @@ def register(app: typer.Typer) -> None:
         for h in hooks:
             table.add_row(h.tenant, h.url, ",".join(h.events), h.flow_id or "",
                           h.queue_name or "", _when(h.created_at), h.id)
-        out.print(table)
+        print_table(table)
 
     @group.command("deliveries")
     def deliveries_command(
@@ -142,4 +142,4 @@ def register(app: typer.Typer) -> None:
             table.add_row(str(d.id), str(d.event_id), d.event_type, d.job_id or "",
                           Text(d.status.value, style=DELIVERY_STYLE[d.status]),
                           str(d.attempts), answer, _when(when))
-        out.print(table)
+        print_table(table)

@@ -1,4 +1,4 @@
-"""Event types and which one announces a change (``shared/spec/api.md``, Live updates)."""
+"""Event types and which one announces a change (``docs/reference/http-api.md``, Live updates)."""
 
 from collections.abc import Set
 from enum import StrEnum
@@ -54,7 +54,7 @@ def flow_event_type(before: FlowStatus, after: FlowStatus) -> EventType:
     return EventType.FLOW_UPDATED
 
 
-#: Webhook subscription kinds (api.md) and the event types each one receives.
+#: Webhook subscription kinds (docs/reference/http-api.md) and the event types each one receives.
 WEBHOOK_KINDS: Final[dict[str, frozenset[EventType]]] = {
     "progress": frozenset({EventType.JOB_PROGRESS, EventType.FLOW_UPDATED}),
     "completed": frozenset({EventType.JOB_COMPLETED, EventType.FLOW_COMPLETED}),

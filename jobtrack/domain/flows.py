@@ -115,7 +115,7 @@ def plan_flow(
 
 @dataclass(frozen=True, slots=True)
 class FlowNode:
-    """One job of a flow as submitted (``FlowJob`` in api.md), its ``opts`` parsed."""
+    """One job of a flow as submitted (``FlowJob``, docs/reference/http-api.md), ``opts`` parsed."""
 
     name: str
     queue_name: str

@@ -468,7 +468,8 @@ def _resolve_target(job: Job, target: JobStatus) -> JobStatus:
 
 
 def _check_agrees_with_phases(job: Job) -> None:
-    """Refuse a request whose status and phase changes disagree (status.md, "Phases")."""
+    """Refuse a request whose status and phase changes disagree (the status contract,
+    docs/reference/status-contract.md, "Phases")."""
     derived = job_status_from_phases(p.status for p in job.phases)
     never_ran = all(p.status is PhaseStatus.NOT_STARTED for p in job.phases)
     # cancelled, and failing a job that never ran, are decided at job level

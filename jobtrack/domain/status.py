@@ -1,5 +1,5 @@
 """The status contract: the single source of truth for every status value, step,
-transition, alias and aggregation rule (``shared/spec/status.md``).
+transition, alias and aggregation rule (``docs/reference/status-contract.md``).
 
 Nothing else in jobtrack spells a status string by hand: the database schema, the API
 schemas, the CLI, the dashboard and the exported TypeScript / GraphQL / JSON Schema all
@@ -84,6 +84,10 @@ class FlowStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+#: a finished flow: it changes again only if one of its jobs is retried
+FLOW_TERMINAL: Final = frozenset({FlowStatus.COMPLETED, FlowStatus.FAILED, FlowStatus.CANCELLED})
+
+
 class DeliveryStatus(StrEnum):
     """Status of one webhook delivery (the ``webhook_deliveries`` table's CHECK)."""
 
@@ -102,9 +106,24 @@ class Action(StrEnum):
     RETRY = "retry"
 
 
+class StopReason(StrEnum):
+    """Why a worker stopped waiting for one run of a job; its checkpoints then stop it.
+
+    ``interrupted`` and ``timeout`` are also the ``error.code`` of the failure the worker
+    records for that run.
+    """
+
+    #: the worker no longer holds the job (reaped, cancelled or retried elsewhere)
+    LOST = "lost"
+    #: the worker shut down before the run finished
+    INTERRUPTED = "interrupted"
+    #: the task ran past its timeout
+    TIMEOUT = "timeout"
+
+
 # --- transitions -------------------------------------------------------------------
 
-#: Job transitions allowed by a plain update (status.md, "Transitions").
+#: Job transitions allowed by a plain update (docs/reference/status-contract.md, "Transitions").
 #: ``running -> pending`` is an automatic retry, allowed only while attempts remain.
 JOB_TRANSITIONS: Final[Mapping[JobStatus, frozenset[JobStatus]]] = {
     JobStatus.PENDING: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.FAILED}),
@@ -194,7 +213,8 @@ def check_phase_transition(
 def job_status_from_phases(
     phases: Iterable[PhaseStatus], *, attempts_left: bool = False
 ) -> JobStatus | None:
-    """A job's status as its phases say (status.md rules 1-4); None without phases.
+    """A job's status as its phases say (rules 1-4 of "A job's status from its phases");
+    None without phases.
 
     Cancellation is decided at job level and is not derived here.
     """
@@ -213,7 +233,7 @@ def job_status_from_phases(
 def flow_status(
     counts: Mapping[JobStatus, int], *, cancelled_by_user: bool = False
 ) -> FlowStatus:
-    """A flow's status from how many of its jobs are in each status (status.md)."""
+    """A flow's status from how many of its jobs are in each status (status contract)."""
     total = sum(counts.values())
     if counts.get(JobStatus.FAILED, 0) > 0:
         return FlowStatus.FAILED

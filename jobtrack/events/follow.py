@@ -7,6 +7,11 @@ buffer. The replay reads the store for ``after < id <= start``; live events foll
 below ``start`` can still arrive live when the hub gave up waiting for a long transaction
 and delivers its events as they commit (``events.ordered``, late ranges): such an event
 is skipped if the replay already sent it, and marked ``late`` otherwise.
+
+A resume point above the newest stored event was never handed out by this database (it
+was restored from an older backup, or replaced): such a client resumes from the newest
+event, as a fresh subscriber (:func:`resume_point`), instead of waiting for ids the log
+may take days to reach, or never.
 """
 
 import asyncio
@@ -17,7 +22,7 @@ from jobtrack.events.filters import EventFilter
 from jobtrack.events.ordered import LateRange
 from jobtrack.events.subscription import Subscription
 from jobtrack.store.engine import Database
-from jobtrack.store.events import StoredEvent, read_after
+from jobtrack.store.events import StoredEvent, last_id, read_after
 
 REPLAY_PAGE = 500
 
@@ -46,6 +51,18 @@ async def replay(
         if len(page) < REPLAY_PAGE:
             return
         cursor = page[-1].id
+
+
+async def resume_point(db: Database, sub: Subscription, after: int | None) -> int | None:
+    """Where a client asking to resume after ``after`` resumes: ``after`` itself, or None
+    (live from ``sub.start``, as a fresh subscriber) when it is above the newest stored
+    event. An id between ``sub.start`` and the newest (another process's hub was
+    further on) is kept: the events up to it are the client's already."""
+    if after is None or after <= sub.start:
+        return after
+    async with db.read() as conn:
+        newest = await last_id(conn)
+    return after if after <= newest else None
 
 
 async def follow(

@@ -46,6 +46,7 @@ from jobtrack.store import jobs as store_jobs
 from jobtrack.store import keys as store_keys
 from jobtrack.store import registry as store_registry
 from jobtrack.store.engine import Database
+from jobtrack.store.group_commit import InsertBatcher
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -70,6 +71,7 @@ class App:
         #: the URL was chosen in code (a worker CLI's --database-url does not override it)
         self.explicit_url = database_url is not None
         self._db: Database | None = None
+        self._batcher: InsertBatcher | None = None
         self._tenant_ready = False
         #: declarations read from the task registry, trusted for ``task_cache_seconds``
         self.declarations = store_registry.DeclarationCache(settings.task_cache_seconds)
@@ -126,6 +128,9 @@ class App:
         _ = self.db
 
     async def close(self) -> None:
+        if self._batcher is not None:
+            await self._batcher.close()
+            self._batcher = None
         if self._db is not None:
             db, self._db = self._db, None
             self._tenant_ready = False
@@ -148,16 +153,18 @@ class App:
         task = self.tasks.get(name)
         return task.declaration() if task is not None else None
 
-    async def _insert(self, subs: Sequence[Submission], now: datetime) -> list[Job]:
-        """Resolve and store new jobs in one transaction."""
-        out: list[Job] = []
+    async def _resolve(self, subs: Sequence[Submission], now: datetime) -> list[Job]:
+        """New jobs, each resolved against its task's declaration (this App's, or the one
+        a worker recorded); :class:`ValidationFailed` for data the task cannot take."""
+        lookup = await store_registry.resolver(self.db, {s.name for s in subs},
+                                               local=self.declared, cache=self.declarations)
         default = self.settings.default_max_attempts
+        return [job_of(resolve(s, lookup(s), now=now, default_max_attempts=default),
+                       id=new_id(), tenant=self.tenant, now=now) for s in subs]
+
+    async def _insert(self, new: list[Job], now: datetime) -> list[Job]:
+        out: list[Job] = []
         async with self.db.write() as conn:
-            lookup = await store_registry.resolver(conn, {s.name for s in subs},
-                                                   local=self.declared,
-                                                   cache=self.declarations)
-            new = [job_of(resolve(s, lookup(s), now=now, default_max_attempts=default),
-                          id=new_id(), tenant=self.tenant, now=now) for s in subs]
             if not self._tenant_ready:
                 await store_keys.ensure_tenant(conn, self.tenant, now)
             for start in range(0, len(new), ENQUEUE_CHUNK):
@@ -175,7 +182,15 @@ class App:
         """
         data = {k: v for k, v in kwargs.items() if not k.startswith("_")}
         options = {k[1:]: v for k, v in kwargs.items() if k.startswith("_")}
-        return (await self._insert([submission(name, data, options)], datetime.now(UTC)))[0]
+        now = datetime.now(UTC)
+        [job] = await self._resolve([submission(name, data, options)], now)
+        if not self._tenant_ready:
+            return (await self._insert([job], now))[0]
+        # concurrent enqueues share commits (group commit); each returns once it is durable
+        if self._batcher is None:
+            self._batcher = InsertBatcher(self.db)
+        stored, _ = await self._batcher.insert(job, actor=f"app:{self.tenant}")
+        return stored
 
     async def enqueue_many(
         self, name: str, items: Iterable[Mapping[str, Any]], /, **options: Any
@@ -183,7 +198,10 @@ class App:
         """Enqueue one job per item (its data) in one transaction; ``options`` (without
         underscores: ``queue=``, ``priority=`` ...) apply to every job."""
         subs = [submission(name, item, options, prefix="") for item in items]
-        return await self._insert(subs, datetime.now(UTC)) if subs else []
+        if not subs:
+            return []
+        now = datetime.now(UTC)
+        return await self._insert(await self._resolve(subs, now), now)
 
     async def enqueue_flow(self, flowname: str, root: queue_flows.FlowJob) -> Flow:
         """Enqueue a tree of jobs as one flow, children first (:mod:`jobtrack.queue.flows`)."""

@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
 from jobtrack.domain.jobs import Job, JobUpdate, PhaseUpdate, Progress
-from jobtrack.domain.status import PhaseStatus
+from jobtrack.domain.status import PhaseStatus, StopReason
 from jobtrack.errors import InvalidTransition
 
 T = TypeVar("T")
@@ -54,9 +54,8 @@ class JobContext:
         self.job = job
         #: extra figures to store in the job's ``stats`` when it finishes
         self.stats: dict[str, Any] = {}
-        #: why the worker stopped waiting for this run ("lost": the lease was lost,
-        #: "interrupted": shutdown, "timeout"); checkpoints then stop the task
-        self.stopped: str | None = None
+        #: why the worker stopped waiting for this run; checkpoints then stop the task
+        self.stopped: StopReason | None = None
         self._reporter = reporter
         self._interval = progress_interval
         self._poll = pause_poll

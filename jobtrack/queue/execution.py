@@ -9,13 +9,10 @@ from typing import Any
 
 import orjson
 
-from jobtrack.domain.status import JobStatus
+from jobtrack.domain.status import JobStatus, StopReason
 from jobtrack.queue.context import JobCancelled, JobContext, LeaseLost, SyncJobContext
 from jobtrack.queue.outcomes import Outcome
 from jobtrack.queue.tasks import Task
-
-#: error codes of failures the worker itself decides
-TIMEOUT, INTERRUPTED = "timeout", "interrupted"
 
 
 def error_of(exc: BaseException) -> dict[str, Any]:
@@ -59,19 +56,19 @@ async def execute(task: Task, ctx: JobContext, pool: Executor) -> Outcome | None
     except LeaseLost:
         return None
     except asyncio.CancelledError:
-        if ctx.stopped == INTERRUPTED:
+        if ctx.stopped is StopReason.INTERRUPTED:
             return done(JobStatus.FAILED, retry_now=True, error={
                 "message": "the worker shut down before the job finished",
-                "type": "WorkerShutdown", "code": INTERRUPTED})
+                "type": "WorkerShutdown", "code": StopReason.INTERRUPTED.value})
         if ctx.stopped is not None:  # lease lost: someone else decides now
             return None
         raise
     except TimeoutError as exc:
         if scope is not None and scope.expired():
-            ctx.stopped = TIMEOUT  # a thread still running stops at its next checkpoint
+            ctx.stopped = StopReason.TIMEOUT  # a thread still running stops at its next checkpoint
             return done(JobStatus.FAILED, error={
                 "message": f"timed out after {task.timeout} s", "type": "TimeoutError",
-                "code": TIMEOUT})
+                "code": StopReason.TIMEOUT.value})
         return done(JobStatus.FAILED, error=error_of(exc))
     except Exception as exc:
         return done(JobStatus.FAILED, error=error_of(exc))

@@ -23,12 +23,12 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from jobtrack.domain.flows import Flow
 from jobtrack.domain.jobs import Job
 from jobtrack.domain.spec import FLOW_OPTIONS, SubmissionNode, flow_names, resolve_tree, submission
-from jobtrack.domain.status import FlowStatus
+from jobtrack.domain.status import FLOW_TERMINAL
 from jobtrack.errors import ValidationFailed
 from jobtrack.store import flows as store_flows
 from jobtrack.store import keys as store_keys
@@ -37,8 +37,6 @@ from jobtrack.store import registry as store_registry
 if TYPE_CHECKING:
     from jobtrack.queue.app import App
 
-#: flow statuses :func:`wait_flow` stops at
-FINISHED: Final = frozenset({FlowStatus.COMPLETED, FlowStatus.FAILED, FlowStatus.CANCELLED})
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -96,11 +94,10 @@ async def enqueue_flow(app: "App", flowname: str, root: FlowJob) -> Flow:
     now = datetime.now(UTC)
     tree = to_submission(root)
     settings = app.settings
+    lookup = await store_registry.resolver(app.db, flow_names(tree), local=app.declared,
+                                           cache=app.declarations)
+    node = resolve_tree(tree, lookup, now=now, default_max_attempts=settings.default_max_attempts)
     async with app.db.write() as conn:
-        lookup = await store_registry.resolver(conn, flow_names(tree), local=app.declared,
-                                               cache=app.declarations)
-        node = resolve_tree(tree, lookup, now=now,
-                            default_max_attempts=settings.default_max_attempts)
         await store_keys.ensure_tenant(conn, app.tenant, now)
         flow, _ = await store_flows.create_flow(
             conn, node, tenant=app.tenant, flowname=flowname, now=now,
@@ -134,7 +131,7 @@ async def wait_flow(app: "App", flow_id: str, timeout: float | None = None) -> F
         if flow is None:
             raise store_flows.not_found(flow_id)
         p = flow.progress
-        if flow.status in FINISHED:
+        if flow.status in FLOW_TERMINAL:
             return flow
         if deadline is not None and time.monotonic() >= deadline:
             raise TimeoutError(f"flow {flow_id} is still {flow.status.value} after "

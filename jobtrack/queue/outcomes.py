@@ -123,7 +123,9 @@ async def _write_unchanged(
             # refused here, it may still pass against the stored row: that decides
             with contextlib.suppress(JobtrackError):
                 change = plan_outcome(outcome.seen, outcome, now)
-        if change is None or change.is_noop:
+        if change is None or change.is_noop or outcome.job.id in planned:
+            # a second outcome of one job (the end of an old run beside the new
+            # attempt's) is planned from the locked row, where ``owned`` tells them apart
             rest.append(outcome)
         else:
             planned[outcome.job.id] = (outcome, change)

@@ -23,12 +23,12 @@ async def reap(
     actor: str = "system:reaper",
     limit: int = 200,
     now: datetime | None = None,
-    held: Container[str] = frozenset(),
+    held: Container[tuple[str, int]] = frozenset(),
 ) -> list[Change]:
     """Plan and write the stall of up to ``limit`` expired jobs; return the changes.
 
-    ``held``: ids of the jobs the calling worker holds. They are alive (their worker is
-    the one reaping), only their lease ran out while the database was unreachable for
+    ``held``: runs, ``(job id, attempt)``, the calling worker holds. They are alive (their
+    worker is the one reaping), only their lease ran out while the database was unreachable for
     longer than it: their outcome is written, or their lease renewed, as soon as it
     answers again, so they are never stalled by their own worker."""
     now = now or datetime.now(UTC)
@@ -41,7 +41,7 @@ async def reap(
         changes: list[Change] = []
         for job in locked.values():
             if job.status is not JobStatus.RUNNING or job.lease_expires_at is None \
-                    or job.lease_expires_at >= now or job.id in held:
+                    or job.lease_expires_at >= now or (job.id, job.attempt) in held:
                 continue  # finished or renewed since the search, or ours
             task = tasks.get(job.name) if tasks is not None else None
             policy = task.retry if task is not None else default

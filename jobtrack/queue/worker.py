@@ -9,8 +9,8 @@ Four loops share one event loop:
 - **flush**: group commit of finished runs: whatever finished while the previous batch
   was being written goes in the next transaction (``write_outcomes``);
 - **heartbeat**: every ``lease_seconds / 3``, one UPDATE extends the lease of every job
-  held; a job it no longer holds (reaped, cancelled and settled elsewhere) is stopped and
-  its outcome discarded;
+  held; a run it no longer holds (reaped, cancelled and settled elsewhere, or retried as
+  a new attempt) is stopped and its outcome discarded;
 - **reaper**: every ``reap_interval_seconds``, stalls expired jobs (``reap``).
 
 Shutdown (``stop()``, SIGTERM or SIGINT): claiming stops at once; running jobs get
@@ -19,6 +19,11 @@ that are interrupted: cancelled, and written as failed with code ``interrupted``
 immediate retry, so that another worker runs them again while attempts remain (the last
 attempt ends ``failed``: nothing is left ``running``). A plain (threaded) task cannot be
 killed: it stops at its next checkpoint, and the process exits when it returns.
+
+A run is one attempt of a job: the worker's bookkeeping (slots, leases, outcomes) is keyed
+by ``(job id, attempt)``, never by the job id alone. A job cancelled and retried while its
+old run still goes may be claimed again by the same worker: the two runs then live side
+by side, and the old one's end touches only its own entries.
 """
 
 import asyncio
@@ -36,11 +41,11 @@ from datetime import UTC, datetime, timedelta
 
 from jobtrack.domain.jobs import Change, Job, JobUpdate, plan_update
 from jobtrack.domain.spec import DEFAULT_QUEUE
-from jobtrack.domain.status import JobStatus
+from jobtrack.domain.status import JobStatus, StopReason
 from jobtrack.errors import NotFound, ValidationFailed
 from jobtrack.queue.app import App
 from jobtrack.queue.context import JobContext, LeaseLost
-from jobtrack.queue.execution import INTERRUPTED, execute
+from jobtrack.queue.execution import execute
 from jobtrack.queue.outcomes import Outcome, owned, write_outcomes
 from jobtrack.queue.presence import Presence
 from jobtrack.queue.reaper import reap
@@ -69,6 +74,15 @@ class WorkerStats:
     discarded: int = 0
     reaped: int = 0
     lost: int = 0
+
+
+#: one run of a job: (job id, attempt)
+RunKey = tuple[str, int]
+
+
+def run_key(job: Job) -> RunKey:
+    """The key of the run of ``job`` as claimed."""
+    return (job.id, job.attempt)
 
 
 @dataclass(slots=True)
@@ -108,12 +122,13 @@ class Worker:
         self._phases = {t.name: t.phases for t in app.tasks if t.phases}
         self.presence = Presence(app, worker_id=self.id, queues=self.queues,
                                  concurrency=concurrency)
-        self._running: dict[str, _Run] = {}
-        self._held: set[str] = set()
+        self._running: dict[RunKey, _Run] = {}
+        self._held: set[RunKey] = set()
         self._outcomes: list[Outcome] = []
         self._has_outcomes = asyncio.Event()
         self._slot_free = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._forced = asyncio.Event()
         self._closing = False
         self._helpers_done = asyncio.Event()
         self._pool = ThreadPoolExecutor(max_workers=concurrency,
@@ -125,6 +140,7 @@ class Worker:
         """Stop claiming; running jobs get the grace period (none with ``force``)."""
         if force:
             self.grace_seconds = 0
+            self._forced.set()  # cuts short a grace period already being waited out
         self._stopping.set()
         self._slot_free.set()
 
@@ -232,22 +248,24 @@ class Worker:
 
     def _start(self, job: Job) -> None:
         ctx = JobContext(job, self, progress_interval=self.settings.progress_interval_seconds)
-        self._held.add(job.id)
-        self._running[job.id] = _Run(ctx, asyncio.create_task(self._execute(ctx)))
+        key = run_key(job)
+        self._held.add(key)
+        self._running[key] = _Run(ctx, asyncio.create_task(self._execute(ctx)))
 
     async def _execute(self, ctx: JobContext) -> None:
         job = ctx.job
+        key = run_key(job)
         outcome: Outcome | None = None
         try:
             outcome = await execute(self.app.tasks[job.name], ctx, self._pool)
         except Exception:  # a bug of ours, not the task's: let the lease run out
             log.exception("job %s: the worker failed to run it", job.id)
         finally:
-            del self._running[job.id]
+            del self._running[key]
             self._slot_free.set()
         if outcome is None:
             self.stats.discarded += 1
-            self._held.discard(job.id)
+            self._held.discard(key)
             return
         self._outcomes.append(outcome)
         self._has_outcomes.set()
@@ -258,13 +276,28 @@ class Worker:
         if runs:
             log.info("waiting up to %.1f s for %d running job(s)", self.grace_seconds,
                      len(runs))
-            _, late = await asyncio.wait(runs, timeout=max(0.0, self.grace_seconds))
+            await self._grace(runs)
+            late = [run for run in runs if not run.done()]
             if late:
                 log.warning("interrupting %d job(s) still running", len(late))
                 for run in list(self._running.values()):
-                    run.ctx.stopped = INTERRUPTED
+                    run.ctx.stopped = StopReason.INTERRUPTED
                     run.task.cancel()
                 await asyncio.wait(late, timeout=5)
+
+    async def _grace(self, runs: list["asyncio.Task[None]"]) -> None:
+        """Wait until the runs end, the grace period ends, or ``stop(force=True)`` (a
+        second signal) comes, whichever is first."""
+        if self._forced.is_set():
+            return
+        ended = asyncio.ensure_future(asyncio.wait(runs))
+        forced = asyncio.ensure_future(self._forced.wait())
+        try:
+            await asyncio.wait({ended, forced}, timeout=max(0.0, self.grace_seconds),
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:  # cancelling the waiters leaves the runs alone
+            ended.cancel()
+            forced.cancel()
 
     # --- flush ----------------------------------------------------------------------
 
@@ -293,7 +326,7 @@ class Worker:
             delay = 0.05
             self._count(written.changes, written.discarded)
             for outcome in batch:
-                self._held.discard(outcome.job.id)
+                self._held.discard(run_key(outcome.job))
 
     def _count(self, changes: Sequence[Change], discarded: int) -> None:
         stats = self.stats
@@ -316,24 +349,24 @@ class Worker:
     async def _heartbeat_loop(self) -> None:
         interval = self.settings.lease_seconds / 3
         while not await self._pause(interval):
-            ids = list(self._held)
-            if not ids:
+            runs = list(self._held)
+            if not runs:
                 continue
             now = datetime.now(UTC)
             try:
                 async with self.app.db.write() as conn:
-                    kept = await leases.renew_leases(
-                        conn, worker_id=self.id, ids=ids,
+                    kept = await leases.renew_runs(
+                        conn, worker_id=self.id, runs=runs,
                         lease_until=now + timedelta(seconds=self.settings.lease_seconds))
             except Exception:
                 log.exception("heartbeat failed; trying again")
                 continue
-            for job_id in ids:
-                run = self._running.get(job_id)
-                if job_id not in kept and run is not None and run.ctx.stopped is None:
-                    log.warning("job %s: lease lost; stopping it", job_id)
+            for key in runs:
+                run = self._running.get(key)
+                if key not in kept and run is not None and run.ctx.stopped is None:
+                    log.warning("job %s: lease of attempt %d lost; stopping it", *key)
                     self.stats.lost += 1
-                    run.ctx.stopped = "lost"
+                    run.ctx.stopped = StopReason.LOST
                     run.task.cancel()
 
     async def _reaper_loop(self) -> None:

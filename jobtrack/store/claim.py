@@ -12,7 +12,7 @@ The statements are built once (per queue, task names and tenant) with bound para
 for what varies per claim, not per claim: building ``column.in_([...])`` makes SQLAlchemy
 clone a bind parameter into a reference cycle (``BindParameter._cloned_set``), ten
 objects only the cyclic GC frees, per statement built; a worker tuned to collect the
-young generation rarely (``jobtrack worker``) then piles them up (targets.md P8).
+young generation rarely (``jobtrack worker``) then piles them up (docs/targets.md P8).
 """
 
 from collections.abc import Sequence

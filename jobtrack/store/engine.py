@@ -3,14 +3,26 @@
 ``Database.write()`` opens a write transaction (``BEGIN IMMEDIATE`` on SQLite, so two
 writers queue on the lock instead of failing on upgrade); ``Database.read()`` gives an
 autocommit connection, so a read is one round trip with no BEGIN/ROLLBACK around it.
+
+A PostgreSQL server that hangs instead of refusing (frozen, its host swapping, a network
+that drops packets silently) would hold every caller for as long. With
+:class:`Timeouts` (the API's), each wait is bounded: opening a connection
+(``connect_timeout``), a statement (the server's ``statement_timeout``, and, for a server
+too hung to enforce it, the client stops waiting for the answer ``ANSWER_MARGIN`` seconds
+later and drops the connection), and a pooled connection (``pool_timeout``). Each ends in
+:class:`~jobtrack.errors.DatabaseUnavailable` (503), and the pool reconnects by itself.
 """
 
 import asyncio
+import functools
+import math
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Self
 
 import orjson
+import psycopg
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -18,6 +30,59 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from jobtrack.errors import DatabaseUnavailable, WriteConflict
+from jobtrack.settings import Settings
+
+#: how much longer than its statement timeout the client waits for a statement's answer
+ANSWER_MARGIN = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Bounds on waiting for PostgreSQL, in seconds (see the module doc)."""
+
+    connect: float
+    statement: float
+    pool: float
+
+    @classmethod
+    def of(cls, settings: Settings) -> Self:
+        return cls(connect=settings.db_connect_timeout_seconds,
+                   statement=settings.db_statement_timeout_seconds,
+                   pool=settings.db_pool_timeout_seconds)
+
+    @property
+    def answer(self) -> float:
+        """The longest wait for one answer of the server."""
+        return self.statement + ANSWER_MARGIN
+
+
+class _BoundedConnection(psycopg.AsyncConnection[Any]):
+    """A psycopg connection that waits at most ``answer_timeout`` seconds for any one
+    answer of the server; then it closes (the pool drops it) and raises
+    ``OperationalError`` ("timed out")."""
+
+    answer_timeout: float | None = None
+
+    async def wait(self, gen: Any, interval: float = 0.1,
+                   timeout: float | None = None) -> Any:
+        bound = self.answer_timeout
+        if timeout is not None or bound is None:
+            return await super().wait(gen, interval, timeout)
+        try:
+            return await super().wait(gen, interval, bound)
+        except psycopg.OperationalError as exc:
+            if type(exc).__name__ != "_WaitTimeout":  # psycopg's own, when a wait expires
+                raise
+            # the statement is still in flight: this connection cannot be used again
+            self.pgconn.finish()
+            raise psycopg.OperationalError(
+                f"the database did not answer within {bound:g} s: timed out") from None
+
+
+async def _bounded_connect(*args: Any, answer_timeout: float, **kwargs: Any) -> Any:
+    conn = await _BoundedConnection.connect(*args, **kwargs)
+    conn.answer_timeout = answer_timeout
+    return conn
 
 
 def json_dumps(value: Any) -> str:
@@ -84,7 +149,8 @@ def is_unavailable(exc: BaseException) -> bool:
 class Database:
     """An async engine for one database URL, and its transaction helpers."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False,
+                 timeouts: Timeouts | None = None) -> None:
         self.url = url
         backend = make_url(url).get_backend_name()
         self.dialect = "postgresql" if backend.startswith("postgres") else backend
@@ -95,14 +161,26 @@ class Database:
             kwargs["isolation_level"] = "AUTOCOMMIT"
             kwargs["connect_args"] = {"timeout": 30}
         else:
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False,
+            # no overflow: an overflow connection is closed when it is given back, so a
+            # burst above pool_size would open (and PostgreSQL fork) a backend per request
+            kwargs.update(pool_size=pool_size, max_overflow=0, pool_pre_ping=False,
                           pool_recycle=3600, pool_timeout=10)
+            if timeouts is not None:
+                kwargs["pool_timeout"] = timeouts.pool
+                kwargs["connect_args"] = {
+                    # libpq counts whole seconds, and at least 2
+                    "connect_timeout": max(2, math.ceil(timeouts.connect)),
+                    "options": f"-c statement_timeout={math.ceil(timeouts.statement * 1000)}",
+                    "async_creator_fn": functools.partial(
+                        _bounded_connect, answer_timeout=timeouts.answer),
+                }
         self.engine: AsyncEngine = create_async_engine(async_url(url), **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         # SQLite has one writer at a time: writers of one process queue here, in order,
         # instead of in SQLite's busy handler (which sleeps up to 100 ms between tries)
         self._write_lock: asyncio.Lock | None = None
+        self._ping: asyncio.Task[bool] | None = None  # the one ping in flight
 
     def _sqlite_write_lock(self) -> asyncio.Lock:
         if self._write_lock is None:
@@ -128,7 +206,7 @@ class Database:
                 else:
                     async with conn.begin():
                         yield conn
-        except (DBAPIError, OSError) as exc:
+        except (DBAPIError, OSError, PoolTimeout) as exc:
             if is_unavailable(exc):
                 raise DatabaseUnavailable() from exc
             if _is_write_conflict(exc):
@@ -145,13 +223,24 @@ class Database:
                 if not self.is_sqlite:
                     conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
                 yield conn
-        except (DBAPIError, OSError) as exc:
+        except (DBAPIError, OSError, PoolTimeout) as exc:
             if is_unavailable(exc):
                 raise DatabaseUnavailable() from exc
             raise
 
-    async def ping(self) -> bool:
-        """True when the database answers."""
+    async def ping(self, timeout: float | None = None) -> bool:
+        """True when the database answers (within ``timeout`` seconds, if given).
+
+        A ping still waiting at the timeout is not cancelled (cancelling a statement
+        waits for the server too) but left to end by itself, within the engine's own
+        timeouts; until then the next pings wait for that same one, so a probe repeated
+        against a hung database holds one connection, not one per probe."""
+        if self._ping is None or self._ping.done():
+            self._ping = asyncio.ensure_future(self._select_one())
+        done, _ = await asyncio.wait({self._ping}, timeout=timeout)
+        return bool(done) and self._ping.result()
+
+    async def _select_one(self) -> bool:
         try:
             async with self.read() as conn:
                 await conn.exec_driver_sql("SELECT 1")
@@ -160,6 +249,8 @@ class Database:
         return True
 
     async def dispose(self) -> None:
+        if self._ping is not None and not self._ping.done():
+            self._ping.cancel()
         await self.engine.dispose()
 
 

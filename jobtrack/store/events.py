@@ -36,7 +36,7 @@ class StoredEvent:
     actor: str | None = None
 
     def envelope(self) -> dict[str, Any]:
-        """The event as clients receive it (api.md: ``{id, type, at, data}``)."""
+        """The event as clients receive it: ``{id, type, at, data}`` (the API reference)."""
         return {"id": self.id, "type": self.type, "at": iso(self.at), "data": self.data}
 
 

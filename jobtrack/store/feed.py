@@ -9,7 +9,7 @@ Two sources, one interface (:class:`EventLog`):
   ``jobtrack_events`` (a statement trigger NOTIFYs it on every insert into ``events``)
   and reads the log with prepared statements. An event hub on PostgreSQL lives on it:
   a notification is answered by one round trip on the same connection, with no pool
-  checkout and no statement compilation on the way (targets.md P5).
+  checkout and no statement compilation on the way (docs/targets.md P5).
 """
 
 import re

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -105,14 +105,22 @@ async def _by_idempotency_key(conn: AsyncConnection, tenant: str, key: str) -> J
     return found[0]
 
 
+#: built once, with bound parameters: the status read is the API's hottest path, and a
+#: statement built per call costs a cache-key walk over its whole tree every time
+_ONE_JOB = select_jobs_with_phases().where(jobs.c.id == bindparam("job_id"))
+_ONE_JOB_OF_TENANT = _ONE_JOB.where(jobs.c.tenant == bindparam("tenant"))
+_ONE_JOB = _ONE_JOB.order_by("p_position")
+_ONE_JOB_OF_TENANT = _ONE_JOB_OF_TENANT.order_by("p_position")
+
+
 async def get_job(conn: AsyncConnection, job_id: str, *, tenant: str | None) -> Job | None:
     """One job with its phases, in one round trip; another tenant's job is None."""
     if not is_id(job_id):
         return None
-    query = select_jobs_with_phases().where(jobs.c.id == job_id)
-    if tenant is not None:
-        query = query.where(jobs.c.tenant == tenant)
-    rows = await conn.execute(query.order_by("p_position"))
+    if tenant is None:
+        rows = await conn.execute(_ONE_JOB, {"job_id": job_id})
+    else:
+        rows = await conn.execute(_ONE_JOB_OF_TENANT, {"job_id": job_id, "tenant": tenant})
     found = jobs_from_joined_rows(rows.mappings())
     return found[0] if found else None
 

@@ -31,6 +31,7 @@ _RENEW = (
     .values(lease_expires_at=bindparam("lease_until", type_=jobs.c.lease_expires_at.type))
 )
 _HELD = select(jobs.c.id).where(*_MINE)
+_HELD_RUNS = select(jobs.c.id, jobs.c.attempt).where(*_MINE)
 
 
 async def renew_leases(
@@ -47,6 +48,21 @@ async def renew_leases(
     params = {"ids": list(ids), "_worker_id": worker_id, "lease_until": lease_until}
     await conn.execute(_RENEW, params)
     return {str(i) for i in (await conn.scalars(_HELD, params)).all()}
+
+
+async def renew_runs(
+    conn: AsyncConnection, *, worker_id: str, runs: Sequence[tuple[str, int]],
+    lease_until: datetime,
+) -> set[tuple[str, int]]:
+    """:func:`renew_leases` for runs, ``(job id, attempt)``: return the runs this worker
+    still holds. A job retried as a new attempt is no longer held by its old run, even
+    when the same worker runs the new attempt (whose lease the renewal extends)."""
+    if not runs:
+        return set()
+    params = {"ids": sorted({i for i, _ in runs}), "_worker_id": worker_id,
+              "lease_until": lease_until}
+    await conn.execute(_RENEW, params)
+    return {(str(i), int(a)) for i, a in (await conn.execute(_HELD_RUNS, params)).all()}
 
 
 async def expired_ids(conn: AsyncConnection, *, now: datetime, limit: int) -> list[str]:

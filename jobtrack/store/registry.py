@@ -25,6 +25,7 @@ from jobtrack.domain.registry import TaskRecord, WorkerInfo
 from jobtrack.domain.spec import Submission, TaskDeclaration, pick
 from jobtrack.domain.status import JobStatus
 from jobtrack.store.codec import phase_values
+from jobtrack.store.engine import Database
 from jobtrack.store.tables import job_phases, jobs, tasks, workers
 
 # built once, its names bound at execution: this runs with every enqueue (see
@@ -146,9 +147,10 @@ class DeclarationCache:
         self._clock = clock
         self._entries: dict[str, tuple[float, list[TaskDeclaration]]] = {}
 
-    async def fetch(self, conn: AsyncConnection,
+    async def fetch(self, db: Database,
                     names: Iterable[str]) -> dict[str, list[TaskDeclaration]]:
-        """The declarations of these names, read for those not known recently enough."""
+        """The declarations of these names, read (one read) for those not known recently
+        enough."""
         now = self._clock()
         out: dict[str, list[TaskDeclaration]] = {}
         missing: list[str] = []
@@ -159,7 +161,7 @@ class DeclarationCache:
             else:
                 missing.append(name)
         if missing:
-            got = await declarations(conn, missing)
+            got = await read_declarations(db, missing)
             if len(self._entries) + len(missing) > self.MAX_NAMES:
                 self._entries.clear()
             for name in missing:
@@ -169,20 +171,31 @@ class DeclarationCache:
         return out
 
 
+async def read_declarations(db: Database,
+                            names: Iterable[str]) -> dict[str, list[TaskDeclaration]]:
+    """:func:`declarations` in a read of its own (none when no name is asked for)."""
+    wanted = list(names)
+    if not wanted:
+        return {}
+    async with db.read() as conn:
+        return await declarations(conn, wanted)
+
+
 async def resolver(
-    conn: AsyncConnection, names: Iterable[str],
+    db: Database, names: Iterable[str],
     local: Callable[[str], TaskDeclaration | None] = lambda _name: None,
     cache: DeclarationCache | None = None,
 ) -> Callable[[Submission], TaskDeclaration | None]:
     """How submissions of these task names find their declaration: ``local`` (a task
     registered in this process), else the one workers recorded here (by name and queue:
     :func:`~jobtrack.domain.spec.pick`; through ``cache`` if given), else none
-    (undeclared: taken as submitted)."""
+    (undeclared: taken as submitted). Read before the job's write transaction, so that
+    group commit (``jobtrack.store.group_commit``) shares it."""
     names = set(names)
     mine = {n: local(n) for n in names}
     others = [n for n, d in mine.items() if d is None]
-    recorded = (await cache.fetch(conn, others) if cache is not None
-                else await declarations(conn, others))
+    recorded = (await cache.fetch(db, others) if cache is not None
+                else await read_declarations(db, others))
     seen: dict[tuple[str, str | None], TaskDeclaration | None] = {}
 
     def lookup(sub: Submission) -> TaskDeclaration | None:

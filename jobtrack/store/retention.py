@@ -12,11 +12,11 @@ from datetime import datetime
 from sqlalchemy import and_, delete, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jobtrack.domain.status import TERMINAL, FlowStatus
+from jobtrack.domain.status import FLOW_TERMINAL, TERMINAL
 from jobtrack.store.tables import events, flows, job_phases, jobs
 
 _TERMINAL = [s.value for s in TERMINAL]
-_FLOW_TERMINAL = [s.value for s in (FlowStatus.COMPLETED, FlowStatus.FAILED, FlowStatus.CANCELLED)]
+_FLOW_TERMINAL = [s.value for s in FLOW_TERMINAL]
 
 
 async def old_job_ids(conn: AsyncConnection, *, before: datetime, limit: int) -> list[str]:

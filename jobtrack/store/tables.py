@@ -9,6 +9,7 @@ table holds a thousand finished jobs or a million, whatever the planner's statis
 """
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -28,12 +29,13 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TextClause,
     text,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.types import TypeDecorator
 
-from jobtrack.domain.status import FlowStatus, JobStatus, PhaseStatus
+from jobtrack.domain.status import DeliveryStatus, FlowStatus, JobStatus, PhaseStatus
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -74,9 +76,15 @@ Json = JSON(none_as_null=True).with_variant(postgresql.JSON(none_as_null=True), 
 Timestamp = UTCDateTime
 
 
-def _one_of(column: str, values: type[JobStatus] | type[PhaseStatus] | type[FlowStatus]) -> str:
+def _one_of(column: str, values: type[StrEnum]) -> str:
     listed = ", ".join(f"'{v.value}'" for v in values)
     return f"{column} IN ({listed})"
+
+
+def _is(status: StrEnum, *more: str) -> TextClause:
+    """A partial index's predicate: ``status = '<value>'`` (AND ``more``), its text the same
+    as the migrations wrote it."""
+    return text(" AND ".join((f"status = '{status.value}'", *more)))
 
 
 tenants = Table(
@@ -154,15 +162,15 @@ jobs = Table(
         text("priority DESC"),
         "run_at",
         "id",
-        postgresql_where=text("status = 'pending' AND children_left = 0"),
-        sqlite_where=text("status = 'pending' AND children_left = 0"),
+        postgresql_where=_is(JobStatus.PENDING, "children_left = 0"),
+        sqlite_where=_is(JobStatus.PENDING, "children_left = 0"),
     ),
     # stall detection: running rows only
     Index(
         "ix_jobs_lease",
         "lease_expires_at",
-        postgresql_where=text("status = 'running'"),
-        sqlite_where=text("status = 'running'"),
+        postgresql_where=_is(JobStatus.RUNNING),
+        sqlite_where=_is(JobStatus.RUNNING),
     ),
     # listing, newest first (ids are time-ordered)
     Index("ix_jobs_tenant_id", "tenant", "id"),
@@ -302,12 +310,12 @@ webhook_deliveries = Table(
     Column("last_error", Text, nullable=True),
     Column("created_at", Timestamp, nullable=False),
     Column("delivered_at", Timestamp, nullable=True),
-    CheckConstraint("status IN ('pending', 'delivered', 'failed')", name="status"),
+    CheckConstraint(_one_of("status", DeliveryStatus), name="status"),
     Index(
         "ix_webhook_deliveries_due",
         "next_attempt_at",
-        postgresql_where=text("status = 'pending'"),
-        sqlite_where=text("status = 'pending'"),
+        postgresql_where=_is(DeliveryStatus.PENDING),
+        sqlite_where=_is(DeliveryStatus.PENDING),
     ),
     Index("ix_webhook_deliveries_webhook", "webhook_id", "id"),
     sqlite_autoincrement=True,

@@ -5,7 +5,10 @@ An attempt POSTs the event envelope (the exact bytes that were signed) with
 ``X-Jobtrack-Event``, ``X-Jobtrack-Delivery`` and ``X-Jobtrack-Signature``. A 2xx answer
 delivers it; any other answer, a timeout or a connection error schedules the next attempt
 with exponential backoff (``RetryPolicy``), until ``webhook_max_attempts``; then it is
-``failed``. A URL whose host now resolves to a refused address fails at once.
+``failed``. A URL whose host now resolves to a refused address fails at once; otherwise
+the POST connects to an address that check passed (with the URL's host in ``Host`` and,
+for https, in TLS's server name and certificate check), so a name that changes between
+the check and the connection is never called where it now points.
 
 The loop runs up to ``webhook_concurrency`` attempts at a time on its own tasks, so a slow
 receiver never slows the API. It claims only deliveries first in line for their job and
@@ -31,7 +34,7 @@ from jobtrack.settings import Settings
 from jobtrack.store.engine import Database
 from jobtrack.store.webhooks import ClaimedDelivery, claim_due, next_due_at, record_attempt
 from jobtrack.webhooks.signing import delivery_headers
-from jobtrack.webhooks.urls import Resolver, check_url
+from jobtrack.webhooks.urls import IPAddress, Resolver, check_url
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +67,8 @@ async def attempt(
     if claimed.event is None:
         return Outcome(False, error="the event is no longer stored (retention)", retry=False)
     try:
-        await check_url(claimed.url, block_private=block_private, resolver=resolver)
+        addresses = await check_url(claimed.url, block_private=block_private,
+                                    resolver=resolver)
     except Exception as exc:  # refused or unresolvable now
         reason = getattr(exc, "message", str(exc))
         return Outcome(False, error=reason, retry="does not resolve" in reason)
@@ -72,8 +76,8 @@ async def attempt(
     headers = delivery_headers(claimed.secret, body, event_type=claimed.event.type,
                                delivery_id=claimed.delivery.id)
     try:
-        response = await client.post(claimed.url, content=body, headers=headers,
-                                     timeout=timeout)
+        response = await _post_pinned(client, claimed.url, addresses, content=body,
+                                      headers=headers, timeout=timeout)
     except httpx.TimeoutException:
         return Outcome(False, error=f"no answer within {timeout:g} s")
     except httpx.HTTPError as exc:
@@ -82,6 +86,27 @@ async def attempt(
         return Outcome(True, response.status_code)
     text = response.text[:MAX_ERROR_CHARS]
     return Outcome(False, response.status_code, f"HTTP {response.status_code}: {text}")
+
+
+async def _post_pinned(
+    client: httpx.AsyncClient, url: str, addresses: list[IPAddress], *, content: bytes,
+    headers: dict[str, str], timeout: float,
+) -> httpx.Response:
+    """POST to ``url`` at one of ``addresses`` (in order; the next one when connecting
+    fails), as if its host had resolved to it."""
+    target = httpx.URL(url)
+    pinned_headers = {**headers, "Host": target.netloc.decode("ascii")}
+    extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+    failed: httpx.ConnectError | None = None
+    for address in addresses:
+        try:
+            return await client.post(target.copy_with(host=str(address)), content=content,
+                                     headers=pinned_headers, timeout=timeout,
+                                     extensions=extensions)
+        except httpx.ConnectError as exc:
+            failed = exc
+    assert failed is not None  # check_url returns at least one address
+    raise failed
 
 
 class Deliverer:

@@ -7,10 +7,14 @@ unspecified and multicast addresses. Loopback and private ranges are allowed by 
 (local development, tests) and refused with ``JOBTRACK_WEBHOOK_BLOCK_PRIVATE=true``, the
 production setting: then only globally routable addresses are called.
 
+An IPv6 address that carries an IPv4 address (IPv4-mapped, IPv4-compatible,
+IPv4-translated, NAT64, 6to4, Teredo, ISATAP) reaches that IPv4 address through a
+gateway: the embedded address is checked too, and refuses the URL when it would be.
+
 Host names are resolved when a webhook is registered and again before each delivery,
-so a name that later points somewhere refused is not called. (A name that changes
-between that check and the connection itself is not caught: block private ranges at the
-network level too if that matters.)
+so a name that later points somewhere refused is not called; the delivery then connects
+to an address that check passed (``jobtrack.webhooks.delivery``), never to a second,
+unchecked resolution of the name.
 """
 
 import asyncio
@@ -51,10 +55,45 @@ async def system_resolver(host: str, port: int) -> list[IPAddress]:
     return [ipaddress.ip_address(info[4][0]) for info in infos]
 
 
+_NAT64_WELL_KNOWN: Final = ipaddress.ip_network("64:ff9b::/96")
+_NAT64_LOCAL: Final = ipaddress.ip_network("64:ff9b:1::/48")
+_IPV4_COMPATIBLE: Final = ipaddress.ip_network("::/96")
+_IPV4_TRANSLATED: Final = ipaddress.ip_network("::ffff:0:0:0/96")
+_LOW32: Final = 0xFFFF_FFFF
+
+
+def embedded_ipv4(addr: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries (and reaches through a gateway)."""
+    value = int(addr)
+    found: list[ipaddress.IPv4Address] = []
+    if addr.ipv4_mapped is not None:
+        found.append(addr.ipv4_mapped)
+    if addr in _IPV4_COMPATIBLE or addr in _IPV4_TRANSLATED or addr in _NAT64_WELL_KNOWN:
+        found.append(ipaddress.IPv4Address(value & _LOW32))
+    if addr in _NAT64_LOCAL:  # RFC 6052, a /48 prefix: bits 64-71 (the "u" octet) skipped
+        found.append(ipaddress.IPv4Address(((value >> 64) & 0xFFFF) << 16
+                                           | (value >> 40) & 0xFFFF))
+    if addr.sixtofour is not None:
+        found.append(addr.sixtofour)
+    if addr.teredo is not None:
+        found.extend(addr.teredo)  # (server, client), the client's bits already restored
+    if (value >> 32) & 0xFDFF_FFFF == 0x0000_5EFE:  # ISATAP: ::0:5efe:V4 or ::200:5efe:V4
+        found.append(ipaddress.IPv4Address(value & _LOW32))
+    return found
+
+
 def address_refusal(addr: IPAddress, *, block_private: bool) -> str | None:
-    """Why ``addr`` may not be called, or None."""
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
+    """Why ``addr`` may not be called, or None (an IPv6 address: neither it nor an IPv4
+    address it carries may be refused)."""
+    if isinstance(addr, ipaddress.IPv6Address):
+        for inner in embedded_ipv4(addr):
+            reason = _refusal(inner, block_private=block_private)
+            if reason is not None:
+                return reason if addr.ipv4_mapped == inner else f"{addr} carries {reason}"
+    return _refusal(addr, block_private=block_private)
+
+
+def _refusal(addr: IPAddress, *, block_private: bool) -> str | None:
     if addr in METADATA_ADDRESSES:
         return f"{addr} is a cloud metadata address"
     if any(addr in net for net in LINK_LOCAL):
@@ -88,8 +127,9 @@ def parse_url(url: str, field: str = "url") -> tuple[str, int]:
 
 async def check_url(
     url: str, *, block_private: bool, resolver: Resolver | None = None, field: str = "url"
-) -> None:
-    """Refuse ``url`` (``ValidationFailed`` naming the reason) unless jobtrack may call it."""
+) -> list[IPAddress]:
+    """Refuse ``url`` (``ValidationFailed`` naming the reason) unless jobtrack may call it;
+    return the addresses its host has now, every one of them allowed."""
     host, port = parse_url(url, field)
     if host in METADATA_HOSTS:
         raise refused(field, url, f"{host} is a cloud metadata host")
@@ -106,3 +146,4 @@ async def check_url(
         reason = address_refusal(addr, block_private=block_private)
         if reason is not None:
             raise refused(field, url, reason if str(addr) == host else f"{host} -> {reason}")
+    return addresses

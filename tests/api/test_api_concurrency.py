@@ -1,5 +1,6 @@
 """Concurrent reports on one job over HTTP: exactly one terminal transition wins, the
-others are 409, and the history is a legal path (status.md, "Transitions")."""
+others are 409, and the history is a legal path (docs/reference/status-contract.md,
+"Transitions")."""
 
 import asyncio
 

@@ -1,5 +1,5 @@
 """Seeded random requests against every jobs and queues route: whatever the input, the
-answer is never a 5xx, and every 4xx is the error envelope (targets.md R3, R8).
+answer is never a 5xx, and every 4xx is the error envelope (docs/targets.md R3, R8).
 Set ``FUZZ_SEED`` to explore other sequences."""
 
 import json

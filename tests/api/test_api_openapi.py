@@ -1,5 +1,6 @@
-"""The OpenAPI document is complete (every jobs/queues path of api.md, error answers with
-ErrorBody, status enums from the contract, bearer security) and agrees with the wire."""
+"""The OpenAPI document is complete (every jobs/queues path of the API reference, error
+answers with ErrorBody, status enums from the contract, bearer security) and agrees with
+the wire."""
 
 from typing import Any
 
@@ -8,7 +9,7 @@ from apikit import Api
 from jobtrack.api.schemas import ErrorBody, JobPublic
 from jobtrack.domain.status import JobStatus, PhaseStatus
 
-#: every jobs and queues route of shared/spec/api.md
+#: every jobs and queues route of docs/reference/http-api.md
 SPEC_ROUTES = {
     ("post", "/jobs"), ("get", "/jobs/{jobId}"), ("get", "/jobs"), ("patch", "/jobs/{jobId}"),
     ("post", "/jobs/{jobId}/cancel"), ("post", "/jobs/{jobId}/pause"),
@@ -96,7 +97,7 @@ async def test_wire_jobs_validate_against_the_documented_schema(api: Api) -> Non
 
 
 async def test_the_document_says_what_the_server_refuses(api: Api) -> None:
-    """Found by schemathesis (targets.md R3, test_api_schemathesis): schema-valid input
+    """Found by schemathesis (docs/targets.md R3, test_api_schemathesis): schema-valid input
     the server refused. A page ``limit`` goes up to the configured page size; phase names
     are unique; an integer may be written ``3.0`` (JSON Schema's integer)."""
     doc = (await api.client.get("/openapi.json")).json()

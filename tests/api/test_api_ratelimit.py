@@ -1,5 +1,5 @@
 """Rate limits per key: headers on every authenticated answer, 429 with Retry-After, and
-the limit holding in total across two API apps on one database (targets.md R7)."""
+the limit holding in total across two API apps on one database (docs/targets.md R7)."""
 
 import asyncio
 import time

@@ -1,4 +1,4 @@
-"""Tenant isolation (targets.md R4): on every job and queue route, another tenant's job
+"""Tenant isolation (docs/targets.md R4): on every job and queue route, another tenant's job
 is a 404 exactly like a missing one, invisible in lists, never claimed nor changed; an
 admin key sees and acts on every tenant."""
 

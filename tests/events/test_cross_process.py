@@ -1,6 +1,6 @@
 """Two API processes on one database: a change made through one reaches the SSE and
-WebSocket clients of the other (api.md: "Events reach clients connected to any API
-process on the same database")."""
+WebSocket clients of the other (docs/reference/http-api.md: "Events are stored, so clients
+connected to any API process see every change")."""
 
 import asyncio
 

@@ -126,7 +126,7 @@ async def test_stop_ends_subscriptions(settings: Settings) -> None:
 
 
 async def test_a_hub_starts_with_the_database_down_and_refuses_subscribers() -> None:
-    """An API process can start while PostgreSQL is down (targets.md R6): the hub begins
+    """An API process can start while PostgreSQL is down (docs/targets.md R6): the hub begins
     once the database answers; until then a subscriber is refused (503), since its
     replay point would be unknown."""
     with socket.socket() as s:

@@ -146,3 +146,38 @@ async def test_ids_are_checked_and_compared_in_canonical_form(
         [live] = await reader.events(1)  # matched live, in memory
     assert created["data"]["jobId"] == live["data"]["jobId"] == job["jobId"]
     assert live["type"] == "job.progress"
+
+
+@pytest.mark.parametrize("ahead", [1000, 10**23])
+@pytest.mark.parametrize("where", ["header", "query"])
+async def test_a_last_event_id_above_the_newest_stored_event_resumes_from_the_newest(
+    client: httpx.AsyncClient, keys: dict[str, str], ahead: int, where: str
+) -> None:
+    """A client that saw ids of a database since restored from an older backup: its id
+    was never handed out here. It resumes from the newest stored event (the stream starts
+    with that ``id:``, like a fresh one) and gets what comes next."""
+    job = await create(client, keys["a"])
+    async with client.stream("GET", "/events", params={"lastEventId": 0},
+                             headers=bearer(keys["a"])) as r:
+        newest = (await SseReader(r).event())["id"]
+    last = newest + ahead
+    given = ({"headers": {**bearer(keys["a"]), "Last-Event-ID": str(last)}} if where == "header"
+             else {"params": {"lastEventId": last}, "headers": bearer(keys["a"])})
+    async with client.stream("GET", "/events", **given) as r:
+        assert r.status_code == 200
+        reader = SseReader(r)
+        first, comments = await reader.frame()
+        assert comments == ["connected"] and int(first["id"]) == newest
+        await patch(client, keys["a"], job["jobId"], progress=7)
+        event = await reader.event()
+    assert event["type"] == "job.progress" and event["id"] > newest
+
+
+async def test_an_event_id_too_long_to_be_one_is_a_422(
+    client: httpx.AsyncClient, keys: dict[str, str]
+) -> None:
+    for given in ({"params": {"lastEventId": "9" * 5000}},
+                  {"headers": {"Last-Event-ID": "9" * 40}}):
+        headers = {**bearer(keys["a"]), **given.get("headers", {})}
+        r = await client.get("/events", params=given.get("params"), headers=headers)
+        assert r.status_code == 422, r.text

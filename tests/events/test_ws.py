@@ -162,3 +162,32 @@ async def test_a_dropped_subscriber_is_closed_with_1013_and_the_reason(
             await asyncio.wait_for(ws.recv(), 5)
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == 1013 and closed.value.rcvd.reason.startswith("too slow")
+
+
+@pytest.mark.parametrize("first", ["not json", '{"action": "auth", "key": %s}' % ("9" * 5000),
+                                   '{"action": "auth", "n": 1e999}', "[1, 2]"])
+async def test_a_first_message_that_is_no_auth_object_closes_with_1008(
+    base_url: str, keys: dict[str, str], first: str
+) -> None:
+    """A policy violation (1008), not "try again later" (1013): retrying the same first
+    message can never work."""
+    async with connect(ws_url(base_url)) as ws:
+        await ws.send(first)
+        error = await recv(ws)
+        assert error["type"] == "error"
+        with pytest.raises(ConnectionClosed) as closed:
+            await ws.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+
+
+async def test_huge_numbers_in_messages_are_errors_and_the_connection_stays(
+    base_url: str, keys: dict[str, str]
+) -> None:
+    async with connect(ws_url(base_url), additional_headers=bearer(keys["a"])) as ws:
+        await recv(ws)
+        await ws.send('{"action": "subscribe", "room": %s}' % ("9" * 5000))
+        assert (await recv(ws))["error"]["code"] == "validation_error"
+        await send(ws, action="subscribe", room="job:" + "9" * 5000)
+        assert (await recv(ws))["error"]["code"] == "validation_error"
+        await send(ws, action="ping")
+        assert await recv(ws) == {"type": "pong"}

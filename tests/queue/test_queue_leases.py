@@ -64,10 +64,11 @@ async def test_a_worker_never_reaps_the_jobs_it_holds(app: App) -> None:
     writes their outcome when it answers again; only other reapers may stall them."""
     job = await app.enqueue("orphan", _max_attempts=1)
     await _claim_as_dead_worker(app, lease_seconds=-1)
-    assert await reap(app.db, held={job.id}) == []
+    assert await reap(app.db, held={(job.id, 1)}) == []
     stored = await app.get_job(job.id)
     assert stored is not None and stored.status is JobStatus.RUNNING
-    assert [c.after.id for c in await reap(app.db)] == [job.id]
+    # a run is (job id, attempt): holding another attempt of the job is not holding it
+    assert [c.after.id for c in await reap(app.db, held={(job.id, 2)})] == [job.id]
 
 
 async def test_a_live_lease_is_not_reaped(app: App) -> None:

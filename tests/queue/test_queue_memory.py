@@ -1,4 +1,4 @@
-"""A worker's memory stays flat (targets.md P8): nothing is kept per job once it is
+"""A worker's memory stays flat (docs/targets.md P8): nothing is kept per job once it is
 written, and running a job leaves no reference cycle behind, since ``jobtrack worker``
 collects the young generation only every 50,000 new objects (cli/worker.py ``_tune_gc``):
 a few cyclic objects per job would pile up to that many between collections.

@@ -124,3 +124,31 @@ async def test_worker_finishes_jobs_whose_progress_it_reported(
     assert {d.progress for d in done} == {Progress(3, 3)}
     # claim, three progress writes, completion: one version step each
     assert {d.version for d in done} == {6}
+
+
+async def test_the_old_runs_outcome_beside_the_new_attempts_in_one_batch(app: App) -> None:
+    """Cancelled and retried while it ran, a job is claimed again by the same worker: the
+    old run's outcome and the new run's arrive in one batch; only the new one counts."""
+    from jobtrack.domain.jobs import plan_retry
+
+    @app.task
+    async def noop(ctx: JobContext) -> None: ...
+
+    await app.enqueue("noop")
+    (old,) = await _claim_all(app)
+    now = datetime.now(UTC)
+    async with app.db.write() as conn:
+        await store_jobs.change_job(
+            conn, old.id, lambda j: plan_update(j, JobUpdate(status=JobStatus.CANCELLED), now),
+            tenant=None, actor="outside", now=now)
+        await store_jobs.change_job(conn, old.id, lambda j: plan_retry(j, now),
+                                    tenant=None, actor="outside", now=now)
+    (new,) = await _claim_all(app)
+    assert (new.id, new.attempt) == (old.id, old.attempt + 1)
+    batch = [Outcome(new, JobStatus.COMPLETED, result={"run": "new"}, seen=new),
+             Outcome(old, JobStatus.COMPLETED, result={"run": "old"}, seen=old)]
+    written = await write_outcomes(app.db, batch, worker_id="w1", actor="worker:w1")
+    assert written.discarded == 1 and len(written.changes) == 1
+    stored = await app.get_job(old.id)
+    assert stored is not None and stored.status is JobStatus.COMPLETED
+    assert stored.result == {"run": "new"} and stored.attempt == new.attempt

@@ -130,8 +130,7 @@ async def test_a_process_trusts_the_declarations_it_read_for_the_cache_period(ap
     fresh = registry.DeclarationCache(0.0)
 
     async def seen(c: registry.DeclarationCache) -> list[str]:
-        async with app.db.read() as conn:
-            return [d.queue for d in (await c.fetch(conn, ["ingest"]))["ingest"]]
+        return [d.queue for d in (await c.fetch(app.db, ["ingest"]))["ingest"]]
 
     assert await seen(cache) == [] and await seen(fresh) == []
     declaring = App(settings=app.settings)

@@ -190,3 +190,77 @@ def test_the_worker_command_runs_a_modules_tasks(db_url: str, tmp_path: Path) ->
     missing = subprocess.run([sys.executable, "-m", "jobtrack", "retention"],
                              env=env, capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and "--days" in missing.stderr
+
+
+def test_a_second_sigterm_interrupts_the_running_jobs_at_once(
+    db_url: str, tmp_path: Path
+) -> None:
+    """The first signal starts a long grace period; the second one cuts it short: the
+    running job is interrupted (failed ``interrupted`` on its last attempt) and the
+    process exits, without waiting out the grace."""
+    (tmp_path / "longtasks.py").write_text(textwrap.dedent("""
+        import asyncio
+        import jobtrack
+
+        app = jobtrack.App()
+
+        @app.task
+        async def long(ctx):
+            await asyncio.sleep(3600)
+    """))
+    env = {**os.environ, "JOBTRACK_DATABASE_URL": db_url}
+
+    async def enqueue() -> str:
+        app = App(db_url)
+        try:
+            return (await app.enqueue("long", _max_attempts=1)).id
+        finally:
+            await app.close()
+
+    async def status_of(job_id: str) -> JobStatus:
+        app = App(db_url)
+        try:
+            for _ in range(300):
+                job = await app.get_job(job_id)
+                assert job is not None
+                if job.status is not JobStatus.PENDING:
+                    return job.status
+                await asyncio.sleep(0.1)
+            return job.status
+        finally:
+            await app.close()
+
+    job_id = asyncio.run(enqueue())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jobtrack", "worker", "longtasks:app", "--grace", "600"],
+        cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        assert asyncio.run(status_of(job_id)) is JobStatus.RUNNING
+        proc.send_signal(signal.SIGTERM)
+        assert proc.stderr is not None
+        seen = []
+        for line in proc.stderr:  # the drain is waiting out the grace period now
+            seen.append(line)
+            if "waiting up to" in line:
+                break
+        assert any("waiting up to 600.0 s" in line for line in seen), seen
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "interrupting 1 job(s)" in err
+
+    async def final() -> dict[str, object] | None:
+        app = App(db_url)
+        try:
+            job = await app.get_job(job_id)
+            assert job is not None and job.status is JobStatus.FAILED
+            return dict(job.error or {})
+        finally:
+            await app.close()
+
+    error = asyncio.run(final())
+    assert error is not None and error["code"] == "interrupted"

@@ -48,7 +48,8 @@ from jobtrack.store.writer import lock_jobs, persist
 pytestmark = pytest.mark.slow
 
 J = JobStatus
-#: status.md "Transitions", written out here so the test checks the writer against the spec
+#: docs/reference/status-contract.md, "Transitions", written out here so the test checks
+#: the writer against the contract
 LEGAL: Mapping[JobStatus, frozenset[JobStatus]] = {
     J.PENDING: frozenset({J.RUNNING, J.CANCELLED, J.FAILED}),
     J.RUNNING: frozenset({J.COMPLETED, J.FAILED, J.CANCELLED, J.PENDING}),

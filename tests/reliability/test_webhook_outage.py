@@ -3,7 +3,7 @@ closed), then back. Jobs keep changing through the API all along. In the end eve
 event was delivered (exactly once after deduplicating on ``X-Jobtrack-Delivery``), every
 signature is valid, nothing is lost, and each job's events arrived in order.
 
-The outage lasts ``JOBTRACK_R5_OUTAGE_SECONDS`` (default 30, as targets.md says); retries
+The outage lasts ``JOBTRACK_R5_OUTAGE_SECONDS`` (default 30, as docs/targets.md says); retries
 use fast settings (backoff from 0.2 s, capped at 2 s). The test prints its figures.
 """
 

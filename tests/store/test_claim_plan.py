@@ -1,4 +1,4 @@
-"""The claim query's plan must not depend on table statistics (targets.md P7).
+"""The claim query's plan must not depend on table statistics (docs/targets.md P7).
 
 A queue table that keeps finished jobs tempts the planner, once ANALYZE has run, to walk
 the primary key past every finished row. The claim must use the partial index over

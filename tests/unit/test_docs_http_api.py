@@ -6,9 +6,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from fastapi import FastAPI
-from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
 from jobtrack.api.app import create_app
+from jobtrack.api.socketio import PATH as SOCKETIO_PATH
 from jobtrack.settings import Settings
 from jobtrack.webhooks.signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER
 
@@ -28,6 +29,9 @@ def _walk(routes: Iterable[BaseRoute], prefix: str = "") -> Iterable[tuple[str, 
             yield from _walk(included.routes, prefix + getattr(context, "prefix", ""))
         elif isinstance(route, WebSocketRoute):
             yield "GET", prefix + route.path  # the upgrade request
+        elif isinstance(route, Mount) and route.path == SOCKETIO_PATH:
+            # Engine.IO: long-polling GET and POST, and the WebSocket upgrade (a GET)
+            yield from (("GET", f"{route.path}/"), ("POST", f"{route.path}/"))
         elif isinstance(route, Route):
             for method in sorted((route.methods or set()) - {"HEAD"}):
                 yield method, prefix + route.path

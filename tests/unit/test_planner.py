@@ -1,7 +1,7 @@
 """The job planner (``jobtrack.domain.jobs``): invariants under random request sequences,
 then one example per behaviour.
 
-The allowed transitions are written out from ``shared/spec/status.md`` here rather than
+The allowed transitions are written out from ``docs/reference/status-contract.md`` here rather than
 read from the domain module, so the property test checks the planner against the spec.
 """
 
@@ -49,7 +49,8 @@ LEASE = timedelta(seconds=30)
 PHASES = ("loading", "chunking", "embedding", "indexing")
 REFUSALS = (InvalidTransition, Conflict, ValidationFailed)
 
-#: status.md, "Transitions": targets of a plain update (running -> pending needs attempts left)
+#: docs/reference/status-contract.md, "Transitions": targets of a plain update
+#: (running -> pending needs attempts left)
 UPDATE_ALLOWED: Mapping[JobStatus, frozenset[JobStatus]] = {
     J.PENDING: frozenset({J.RUNNING, J.CANCELLED, J.FAILED}),
     J.RUNNING: frozenset({J.COMPLETED, J.FAILED, J.CANCELLED, J.PENDING}),
@@ -57,7 +58,7 @@ UPDATE_ALLOWED: Mapping[JobStatus, frozenset[JobStatus]] = {
     J.FAILED: frozenset(),
     J.CANCELLED: frozenset(),
 }
-#: status.md: only the explicit retry action leaves failed / cancelled
+#: docs/reference/status-contract.md: only the explicit retry action leaves failed / cancelled
 RETRY_ALLOWED: Mapping[JobStatus, frozenset[JobStatus]] = {
     J.FAILED: frozenset({J.PENDING}),
     J.CANCELLED: frozenset({J.PENDING}),

@@ -1,4 +1,4 @@
-"""Every rule of ``shared/spec/status.md``, one parametrized row each.
+"""Every rule of ``docs/reference/status-contract.md``, one parametrized row each.
 
 Expected values are written out from the spec here, not read from
 ``jobtrack.domain.status``, so a change to the module's tables fails a test.
@@ -236,7 +236,8 @@ def test_percentage(done: int, total: int, expected: float) -> None:
 
 # --- aliases ---------------------------------------------------------------------
 
-#: status.md, "Aliases": canonical -> accepted aliases, per table (None: generic)
+#: docs/reference/status-contract.md, "Aliases": canonical -> accepted aliases, per table
+#: (None: generic)
 SPEC_ALIASES: Mapping[str | None, Mapping[str, tuple[str, ...]]] = {
     None: {
         "pending": ("pending", "queued", "waiting", "delayed", "scheduled", "deferred",

@@ -87,3 +87,41 @@ def test_signature_is_hmac_sha256_of_the_exact_body() -> None:
     assert not verify("other", body, f"sha256={expected}")
     assert not verify(secret, body, None)
     assert new_secret() != new_secret() and new_secret().startswith("whsec_")
+
+
+@pytest.mark.parametrize("block_private", [False, True])
+@pytest.mark.parametrize("url", [
+    "http://[::a9fe:a9fe]/",                              # IPv4-compatible
+    "http://[::ffff:169.254.169.254]/",                   # IPv4-mapped
+    "http://[::ffff:0:a9fe:a9fe]/",                       # IPv4-translated (SIIT)
+    "http://[64:ff9b::a9fe:a9fe]/",                       # NAT64, well-known prefix
+    "http://[64:ff9b::169.254.169.254]/",
+    "http://[64:ff9b:1:a9fe:a9:fe00::]/",                 # NAT64, local-use /48
+    "http://[2002:a9fe:a9fe::1]/",                        # 6to4
+    "http://[2001:0:4136:e378:8000:63bf:5601:5601]/",     # Teredo, client 169.254.169.254
+    "http://[2001:0:a9fe:a9fe::1]/",                      # Teredo, server 169.254.169.254
+    "http://[2001:db8::5efe:a9fe:a9fe]/",                 # ISATAP interface id
+])
+async def test_ipv4_embedded_in_ipv6_is_decoded_and_checked(
+    url: str, block_private: bool
+) -> None:
+    with pytest.raises(ValidationFailed, match=r"169\.254\.169\.254"):
+        await check_url(url, block_private=block_private)
+    # the same forms behind a name
+    with pytest.raises(ValidationFailed, match=r"169\.254\.169\.254"):
+        await check_url("https://hooks.test/", block_private=block_private,
+                        resolver=resolving_to(url.split("[")[1].split("]")[0]))
+
+
+@pytest.mark.parametrize("url", [
+    "http://[::a00:7]/", "http://[64:ff9b::10.0.0.7]/", "http://[2002:a00:7::1]/",
+    "http://[64:ff9b::127.0.0.1]/",
+])
+async def test_a_private_ipv4_embedded_in_ipv6_is_refused_by_block_private(url: str) -> None:
+    with pytest.raises(ValidationFailed, match="JOBTRACK_WEBHOOK_BLOCK_PRIVATE"):
+        await check_url(url, block_private=True)
+
+
+async def test_a_public_ipv4_embedded_in_ipv6_passes() -> None:
+    for url in ("http://[64:ff9b::93.184.216.34]/", "http://[2002:5db8:d822::1]/"):
+        await check_url(url, block_private=True)

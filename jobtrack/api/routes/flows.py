@@ -22,7 +22,6 @@ from jobtrack.api.flow_schemas import (
     FlowPublic,
     Include,
 )
-from jobtrack.api.middleware import request_context
 from jobtrack.api.params import (
     JobId,
     QueryText,
@@ -30,6 +29,7 @@ from jobtrack.api.params import (
     held_term,
     note_status_alias,
     progress_of,
+    status_alias,
     utcnow,
 )
 from jobtrack.api.responses import AUTHENTICATED, errors, json_response
@@ -68,10 +68,9 @@ async def create_flow(body: FlowCreate, caller: CallerDep, state: StateDep) -> R
     now = utcnow()
     settings = state.settings
     tree = body.to_submission()
+    lookup = await resolver(state.db, flow_names(tree), cache=state.declarations)
+    node = resolve_tree(tree, lookup, now=now, default_max_attempts=settings.default_max_attempts)
     async with state.db.write() as conn:
-        lookup = await resolver(conn, flow_names(tree), cache=state.declarations)
-        node = resolve_tree(tree, lookup, now=now,
-                            default_max_attempts=settings.default_max_attempts)
         flow, _ = await store.create_flow(
             conn, node, tenant=caller.tenant, flowname=body.flowname, now=now,
             actor=caller.actor, max_depth=settings.flow_max_depth,
@@ -129,7 +128,7 @@ async def list_flows(
 ) -> Response:
     """Flows of the caller's tenant (every tenant for an admin), newest first."""
     check_page_size(limit, state.settings.max_page_size)
-    note_status_alias(request, status)
+    note_status_alias(request, state.settings, status)
     async with state.db.read() as conn:
         items, next_cursor = await store.list_flows(
             conn, tenant=caller.scope, limit=limit, cursor=cursor, flowname=flowname,
@@ -162,7 +161,7 @@ async def report_flow_job(
     move the status contract forbids (e.g. starting a parent whose children have not
     all completed, or changing a finished job)."""
     if body.status_alias is not None:
-        request_context(request.scope).deprecation = (body.status_alias, body.status.value)
+        status_alias(request, state.settings, body.status_alias, body.status.value)
     upd = _to_update(body)
     now = utcnow()
 

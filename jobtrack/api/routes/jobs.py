@@ -11,7 +11,6 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from jobtrack.api.deps import CallerDep, StateDep
-from jobtrack.api.middleware import request_context
 from jobtrack.api.params import (
     JobId,
     QueryText,
@@ -19,6 +18,7 @@ from jobtrack.api.params import (
     held_term,
     note_status_alias,
     progress_of,
+    status_alias,
     utcnow,
 )
 from jobtrack.api.responses import AUTHENTICATED, errors, json_response
@@ -37,7 +37,7 @@ from jobtrack.domain.spec import job_of, resolve
 from jobtrack.domain.status import JobStatus
 from jobtrack.domain.wire import iso, job_to_wire
 from jobtrack.store.events import history
-from jobtrack.store.jobs import JobFilter, change_job, get_job, insert_jobs, list_jobs, not_found
+from jobtrack.store.jobs import JobFilter, change_job, get_job, list_jobs, not_found
 from jobtrack.store.leases import renew_leases
 from jobtrack.store.registry import resolver
 
@@ -61,12 +61,11 @@ async def create_job(body: JobCreate, caller: CallerDep, state: StateDep) -> Res
     """
     now = utcnow()
     sub = body.to_submission()
-    async with state.db.write() as conn:
-        lookup = await resolver(conn, [sub.name], cache=state.declarations)
-        spec = resolve(sub, lookup(sub), now=now,
-                       default_max_attempts=state.settings.default_max_attempts)
-        job = job_of(spec, id=new_id(), tenant=caller.tenant, now=now)
-        [(stored, fresh)] = await insert_jobs(conn, [job], actor=caller.actor)
+    lookup = await resolver(state.db, [sub.name], cache=state.declarations)
+    spec = resolve(sub, lookup(sub), now=now,
+                   default_max_attempts=state.settings.default_max_attempts)
+    job = job_of(spec, id=new_id(), tenant=caller.tenant, now=now)
+    stored, fresh = await state.inserter.insert(job, actor=caller.actor)
     wire = job_to_wire(stored)
     return json_response({"jobId": stored.id, "status": wire["status"], "job": wire},
                          201 if fresh else 200)
@@ -106,7 +105,7 @@ async def list_jobs_route(
 ) -> Response:
     """Jobs of the caller's tenant (every tenant for an admin), newest first."""
     check_page_size(limit, state.settings.max_page_size)
-    note_status_alias(request, status)
+    note_status_alias(request, state.settings, status)
     flt = JobFilter(tenant=caller.scope, status=status, queue_name=queue_name,
                     flow_id=flow_id, name=name)
     async with state.db.read() as conn:
@@ -146,7 +145,7 @@ async def patch_job(
     it runs is also its heartbeat: the lease is renewed for the term of the claim.
     """
     if body.status_alias is not None and body.status is not None:
-        request_context(request.scope).deprecation = (body.status_alias, body.status.value)
+        status_alias(request, state.settings, body.status_alias, body.status.value)
     upd = to_update(body)
     now = utcnow()
     async with state.db.write() as conn:

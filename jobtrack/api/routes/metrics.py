@@ -11,19 +11,23 @@ What it says:
   runs, over every tenant): ``jobtrack_jobs{queue,status}`` (every status, zeros
   included), ``jobtrack_jobs_stuck{queue}`` (running longer than ``stuck_after_seconds``,
   default 30 minutes) and ``jobtrack_queue_oldest_pending_age_seconds{queue}`` (how long
-  the oldest runnable job has waited). When the database cannot be reached these are left
-  out, ``jobtrack_database_up`` is 0, and the rest is still answered.
+  the oldest runnable job has waited); and ``jobtrack_table_bytes{table}`` (each table
+  with its indexes: ``pg_total_relation_size`` on PostgreSQL; on SQLite ``dbstat``, which
+  reads every page, so it is read again at most every ``SQLITE_SIZES_SECONDS``). When the
+  database cannot be reached these are left out, ``jobtrack_database_up`` is 0, and the
+  rest is still answered.
 - from the stored event log, as this process's event hub reads it:
-  ``jobtrack_job_transitions_total{queue,from,to}`` (``from`` is empty for a new job) and
-  ``jobtrack_job_duration_seconds{queue,status}`` (a histogram of the run time of each
-  finished job's last attempt, from ``running`` to its final status; jobs that started
-  before the process did are not timed).
+  ``jobtrack_job_transitions_total{queue,from,to}`` (``from`` is empty for a new job),
+  ``jobtrack_jobs_finished_total{queue,status}`` (jobs reaching a final status: the
+  failure rate is its ``failed`` share) and ``jobtrack_job_duration_seconds{queue,status}``
+  (a histogram of the run time of each finished job's last attempt, from ``running`` to
+  its final status; jobs that started before the process did are not timed).
 - this process's HTTP traffic: ``jobtrack_http_requests_total{method,route,status}`` and
   ``jobtrack_http_request_duration_seconds{method,route}`` (a histogram of the time until
   the response starts, so an event stream counts the time to open it, not its life).
   ``route`` is the route's template (``/jobs/{jobId}``), ``unmatched`` for any other
   path, so the number of series stays bounded whatever clients send.
-- this process's live updates: ``jobtrack_event_subscribers`` (open SSE and WebSocket
+- this process's live updates: ``jobtrack_event_subscribers`` (open SSE, WebSocket and Socket.IO
   subscriptions), ``jobtrack_events_sent_total`` (events handed to them),
   ``jobtrack_event_subscribers_dropped_total`` (closed as too slow); and when the
   process runs the webhook loops (``webhooks_in_api``): ``jobtrack_webhook_deliveries_
@@ -66,6 +70,7 @@ from jobtrack.events.subscription import Subscription, SubscriptionClosed
 from jobtrack.store.engine import is_unavailable
 from jobtrack.store.events import StoredEvent
 from jobtrack.store.queues import QueueStats, queue_overview
+from jobtrack.store.sizes import table_bytes
 
 router = APIRouter(tags=["operations"])
 
@@ -80,6 +85,8 @@ DURATION_BUCKETS: Final = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 1800.0,
                            4 * 3600.0, 24 * 3600.0)
 #: running jobs whose start a process remembers to time them (oldest forgotten first)
 MAX_TIMED_JOBS: Final = 100_000
+#: SQLite: seconds a reading of the table sizes is reused (``dbstat`` reads every page)
+SQLITE_SIZES_SECONDS: Final = 60.0
 _RUNNING: Final = JobStatus.RUNNING.value
 _FINAL: Final = frozenset(s.value for s in TERMINAL)
 
@@ -115,8 +122,12 @@ class JobMetrics:
 
     transitions: Counter
     duration: Histogram
+    finished: Counter
     #: job id -> when its current attempt started running
     started: "OrderedDict[str, datetime]" = field(default_factory=OrderedDict)
+    #: queues seen: their finished counters start at zero for every final status, so
+    #: the first failure of a queue is an increase Prometheus sees
+    queues: set[str] = field(default_factory=set)
     #: events taken from the hub (its ``delivered`` count includes them)
     received: int = 0
     sub: Subscription | None = None
@@ -138,6 +149,9 @@ class JobMetrics:
                       "run time of finished jobs (their last attempt, from running to the "
                       "final status), by queue and final status",
                       ["queue", "status"], registry=registry, buckets=DURATION_BUCKETS),
+            Counter("jobtrack_jobs_finished", "jobs that reached a final status (completed, "
+                    "failed, cancelled), by queue and that status", ["queue", "status"],
+                    registry=registry),
         )
 
     def observe(self, event: StoredEvent) -> None:
@@ -145,6 +159,12 @@ class JobMetrics:
             return
         queue = event.queue_name or ""
         self.transitions.labels(queue, event.from_status or "", event.to_status).inc()
+        if queue not in self.queues:
+            self.queues.add(queue)
+            for final in sorted(_FINAL):
+                self.finished.labels(queue, final)
+        if event.to_status in _FINAL:
+            self.finished.labels(queue, event.to_status).inc()
         if event.to_status == _RUNNING:
             self.started[event.job_id] = event.at
             if len(self.started) > MAX_TIMED_JOBS:
@@ -176,6 +196,30 @@ class JobMetrics:
                 self.received += sub.pending()  # (never taken now)
                 self.sub = None
                 sub.close("metrics stopped")
+
+
+@dataclass(slots=True)
+class TableSizes:
+    """The last reading of the table sizes (reused for a while on SQLite only)."""
+
+    sizes: dict[str, int] | None = None
+    read_at: float = 0.0
+
+    async def read(self, conn: Any, *, sqlite: bool) -> dict[str, int]:
+        now = time.monotonic()
+        if not (sqlite and self.sizes is not None
+                and now - self.read_at < SQLITE_SIZES_SECONDS):
+            self.sizes, self.read_at = await table_bytes(conn), now
+        return self.sizes
+
+
+def _size_family(sizes: dict[str, int]) -> Metric:
+    family = GaugeMetricFamily("jobtrack_table_bytes",
+                               "bytes on disk of each table, its indexes included",
+                               labels=["table"])
+    for name, size in sizes.items():
+        family.add_metric([name], size)
+    return family
 
 
 class HttpMetricsMiddleware:
@@ -220,6 +264,7 @@ def install(app: FastAPI) -> None:
     jobs = JobMetrics.new(metrics.registry)
     app.state.jobtrack_http_metrics = metrics
     app.state.jobtrack_job_metrics = jobs
+    app.state.jobtrack_table_sizes = TableSizes()
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
     app.include_router(router)
     inner = app.router.lifespan_context
@@ -294,7 +339,7 @@ def _live_families(live: object, jobs: JobMetrics) -> list[Metric]:
     hub = live.hub
     out: list[Metric] = [  # (the job metrics' own subscription is not a client's)
         GaugeMetricFamily("jobtrack_event_subscribers",
-                          "open live subscriptions (SSE streams, WebSockets) of this process",
+                          "open live subscriptions (SSE, WebSocket, Socket.IO) of this process",
                           value=hub.subscriber_count() - int(jobs.following)),
         CounterMetricFamily("jobtrack_events_sent",
                             "events handed to live subscribers by this process",
@@ -336,7 +381,10 @@ async def metrics(request: Request, state: StateDep) -> Response:
         async with state.db.read() as conn:
             stats = await queue_overview(conn, tenant=None, now=now,
                                          stuck_after=state.settings.stuck_after_seconds)
+            sizes = await request.app.state.jobtrack_table_sizes.read(
+                conn, sqlite=state.db.is_sqlite)
         families += _queue_families(stats, now.timestamp())
+        families.append(_size_family(sizes))
     except Exception as exc:
         if not is_unavailable(exc):
             raise

@@ -6,7 +6,8 @@ with a first message ``{"action": "auth", "key": "..."}``; then ``{"action": "su
 ``all``). The server sends envelopes as JSON text frames, acknowledgements
 ``{"type": "subscribed" | "unsubscribed", "room"}``, and errors
 ``{"type": "error", "error": {"code", "message", "details"}}``. A bad key is answered
-with an error and close code 1008; a client too slow to take its events is closed with
+with an error and close code 1008 (so is a first message that is no auth object); a
+client too slow to take its events is closed with
 1013 and the reason.
 
 Both read from the process's :class:`~jobtrack.events.hub.EventHub`, which follows the
@@ -18,7 +19,10 @@ SSE frames: ``id: <id>``, ``event: <type>``, ``data: <envelope JSON>`` where the
 is ``{id, type, at, data}``; ``retry:`` first, a comment every ``sse_keepalive_seconds``.
 ``Last-Event-ID`` (header, or ``lastEventId`` in the query) replays the stored events
 after that id before going live, with no duplicate and no gap; a stream opened without
-one starts with an ``id:`` of the position it starts from, to resume from. An event delivered after
+one starts with an ``id:`` of the position it starts from, to resume from. A
+``Last-Event-ID`` above the newest stored event (a database restored from an older
+backup) resumes from the newest event: the stream starts like a fresh one, with the
+``id:`` of its position. An event delivered after
 an event with a higher id (a transaction that stayed open past the hub's gap timeout)
 is sent without an ``id:`` line, so the client's resume point never moves backwards.
 """
@@ -37,9 +41,15 @@ from jobtrack.api.auth import Caller
 from jobtrack.api.deps import ApiState, CallerDep, StateDep
 from jobtrack.api.params import QueryText
 from jobtrack.api.responses import AUTHENTICATED, errors
-from jobtrack.errors import JobtrackError, RateLimited, Unauthorized, ValidationFailed
+from jobtrack.errors import (
+    DatabaseUnavailable,
+    JobtrackError,
+    RateLimited,
+    Unauthorized,
+    ValidationFailed,
+)
 from jobtrack.events.filters import EventFilter, canonical_id, parse_room
-from jobtrack.events.follow import Item, follow
+from jobtrack.events.follow import Item, follow, resume_point
 from jobtrack.events.hub import EventHub
 from jobtrack.events.subscription import Subscription, SubscriptionClosed
 from jobtrack.settings import Settings
@@ -156,6 +166,11 @@ async def events(
                       flow_id=flow_id and canonical_id(flow_id, "flowId"), queue_name=queue_name)
     late = hub.late_ranges
     sub = hub.subscribe(caller.scope, [flt])  # before answering: nothing falls in between
+    try:
+        after = await resume_point(state.db, sub, after)
+    except BaseException:
+        sub.close("the stream did not start")
+        raise
     follower = follow(state.db, sub, after=after, flt=flt, late_ranges=late,
                       keepalive=state.settings.sse_keepalive_seconds)
     return StreamingResponse(
@@ -175,8 +190,7 @@ async def websocket(ws: WebSocket) -> None:
         caller = await _ws_caller(ws, state)
     except JobtrackError as exc:
         await _ws_send(ws, _error(exc))
-        await ws.close(POLICY_VIOLATION if isinstance(exc, Unauthorized) else TRY_AGAIN_LATER,
-                       _reason(exc.message))
+        await ws.close(_close_code(exc), _reason(exc.message))
         return
     except WebSocketDisconnect:
         return
@@ -301,6 +315,15 @@ def _parse(text: str) -> dict[str, Any]:
         raise ValidationFailed('each message must be a JSON object such as {"action": '
                                '"subscribe", "room": "flow:ID"}', details={"field": "message"})
     return message
+
+
+def _close_code(exc: JobtrackError) -> int:
+    """Closing before authentication: 1013 when the same connection may succeed later (over
+    the rate limit, the database unavailable), else 1008 (a bad key, a first message that
+    is no auth object: trying again as is cannot work)."""
+    if isinstance(exc, RateLimited | DatabaseUnavailable):
+        return TRY_AGAIN_LATER
+    return POLICY_VIOLATION
 
 
 def _error(exc: JobtrackError) -> dict[str, Any]:

@@ -1,0 +1,22 @@
+"""POST /jobs from many clients at once: their jobs share commits (group commit), and
+each client is answered with its own job, stored."""
+
+import asyncio
+
+from apikit import Api, count_rows
+
+from jobtrack.api.deps import ApiState
+
+
+async def test_concurrent_posts_share_commits(api: Api) -> None:
+    state = api.app.state.jobtrack
+    assert isinstance(state, ApiState)
+    before = state.inserter.batches
+    answers = await asyncio.gather(*(
+        api.client.post("/jobs", headers=api.auth(),
+                        json={"queueName": "q", "name": "n", "data": {"i": i}})
+        for i in range(40)))
+    assert [r.status_code for r in answers] == [201] * 40
+    assert [r.json()["job"]["data"]["i"] for r in answers] == list(range(40))
+    assert await count_rows(state.db) == 40
+    assert state.inserter.batches - before < 40 / 2, state.inserter.batches - before
