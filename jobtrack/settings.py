@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     reap_interval_seconds: Seconds = 5.0
     #: shortest gap between two progress writes of one job (advance() is coalesced)
     progress_interval_seconds: Annotated[float, Field(ge=0)] = 0.25
+    #: how long a process trusts the task declarations it has read from the task registry
+    #: (enqueue defaults and checks); 0: read them with every enqueue
+    task_cache_seconds: Annotated[float, Field(ge=0)] = 5.0
     #: a running job older than this is reported stuck
     stuck_after_seconds: Seconds = 1800.0
     #: delete terminal jobs older than this many days (``jobtrack retention``); unset: keep

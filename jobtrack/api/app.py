@@ -19,13 +19,24 @@ from jobtrack.api.jsonguard import body_depth_limit
 from jobtrack.api.middleware import ApiGuard
 from jobtrack.api.openapi import install_openapi
 from jobtrack.api.ratelimit import RateLimiter
-from jobtrack.api.routes import actions, flows, health, jobs, metrics, queues, stream, webhooks
+from jobtrack.api.routes import (
+    actions,
+    flows,
+    health,
+    jobs,
+    metrics,
+    queues,
+    registry,
+    stream,
+    webhooks,
+)
 from jobtrack.api.socketio import PATH as SOCKETIO_PATH
 from jobtrack.api.socketio import SeedSocketIO
 from jobtrack.dashboard.page import router as dashboard_router
 from jobtrack.settings import Settings
 from jobtrack.store.engine import Database, Timeouts
 from jobtrack.store.group_commit import InsertBatcher
+from jobtrack.store.registry import DeclarationCache
 
 
 def _version() -> str:
@@ -49,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             keys=KeyCache(db, ttl=settings.key_cache_seconds),
             limiter=RateLimiter(db, limit=settings.rate_limit_per_minute,
                                 chunk=settings.chunk()),
+            declarations=DeclarationCache(settings.task_cache_seconds),
             inserter=InsertBatcher(db),
         )
         await stream.start_live(app, db, settings)
@@ -66,7 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(ApiGuard, max_body_bytes=settings.max_body_bytes,
                        max_json_depth=body_depth_limit(settings.flow_max_depth))
     install_error_handlers(app)
-    for module in (health, jobs, actions, queues, flows, stream, webhooks):
+    for module in (health, jobs, actions, queues, flows, stream, webhooks, registry):
         app.include_router(module.router)
     app.include_router(dashboard_router())  # GET /: the dashboard page
     app.mount(SOCKETIO_PATH, SeedSocketIO(app).asgi())  # seed 003's Socket.IO events

@@ -19,6 +19,7 @@ from jobtrack.errors import RateLimited
 from jobtrack.settings import Settings
 from jobtrack.store.engine import Database
 from jobtrack.store.group_commit import InsertBatcher
+from jobtrack.store.registry import DeclarationCache
 
 
 @dataclass(slots=True)
@@ -31,6 +32,8 @@ class ApiState:
     limiter: RateLimiter
     #: new jobs of concurrent requests share commits
     inserter: InsertBatcher
+    #: task declarations read from the task registry (enqueue defaults and checks)
+    declarations: DeclarationCache
 
 
 async def api_state(request: Request) -> ApiState:

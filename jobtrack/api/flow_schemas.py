@@ -6,7 +6,7 @@ before anything is stored, so a malformed tree (a missing ``queueName`` anywhere
 type, an unknown option) is refused whole with a 422 naming the path of the bad field.
 """
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any, Final, Literal, Self
 
 from pydantic import (
@@ -34,7 +34,7 @@ from jobtrack.api.schemas import (
     StatusIn,
     UtcDatetime,
 )
-from jobtrack.domain.flows import FlowNode
+from jobtrack.domain.spec import Submission, SubmissionNode
 from jobtrack.domain.status import FlowStatus
 
 #: the ``opts`` of a flow job, as spelled on the wire
@@ -78,12 +78,6 @@ class FlowJobOpts(InputModel):
             raise PydanticCustomError("unique", "phase names must be unique")
         return self
 
-    def start(self, now: datetime) -> datetime | None:
-        """When the job may start, from ``runAt`` or ``delaySeconds``."""
-        if self.delay_seconds is not None:
-            return now + timedelta(seconds=self.delay_seconds)
-        return self.run_at
-
 
 class FlowJobIn(InputModel):
     """One job of a flow (``FlowJob``), with the jobs that must complete before it."""
@@ -95,19 +89,15 @@ class FlowJobIn(InputModel):
     children: list["FlowJobIn"] | None = Field(
         None, description="jobs that run (and must complete) before this one; any queues")
 
-    def to_node(self, now: datetime) -> FlowNode:
-        """The domain's view of this job and its subtree."""
+    def to_submission(self) -> SubmissionNode:
+        """This job and its subtree as submitted (resolved by :mod:`jobtrack.domain.spec`)."""
         opts = self.opts or FlowJobOpts.model_validate({})
-        return FlowNode(
-            name=self.name,
-            queue_name=self.queue_name,
-            data=self.data or {},
-            children=[c.to_node(now) for c in self.children or ()],
-            phases=tuple(opts.phases or ()),
-            priority=opts.priority,
-            max_attempts=opts.max_attempts,
-            run_at=opts.start(now),
-        )
+        return SubmissionNode(
+            Submission(name=self.name, data=self.data or {}, queue=self.queue_name,
+                       phases=opts.phases, priority=opts.priority,
+                       max_attempts=opts.max_attempts, run_at=opts.run_at,
+                       delay=opts.delay_seconds),
+            [c.to_submission() for c in self.children or ()])
 
 
 class FlowCreate(FlowJobIn):

@@ -29,6 +29,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from jobtrack.api.jsonguard import problem, text_problem
+from jobtrack.domain.spec import Submission
 from jobtrack.domain.status import JobStatus, PhaseStatus, normalize_status
 from jobtrack.errors import UnknownStatus
 
@@ -179,6 +180,13 @@ class JobCreate(InputModel):
             raise PydanticCustomError(
                 "exclusive", "give runAt or delaySeconds, not both")
         return self
+
+    def to_submission(self) -> Submission:
+        """The job asked for, resolved against its task by :mod:`jobtrack.domain.spec`."""
+        return Submission(
+            name=self.name, data=self.data or {}, queue=self.queue_name, phases=self.phases,
+            priority=self.priority, max_attempts=self.max_attempts, run_at=self.run_at,
+            delay=self.delay_seconds, idempotency_key=self.idempotency_key)
 
 
 class ErrorIn(InputModel):

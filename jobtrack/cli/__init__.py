@@ -19,6 +19,7 @@ from jobtrack.cli import (
     jobs,
     keys,
     migrate,
+    registry,
     retention,
     serve,
     webhooks,
@@ -47,7 +48,8 @@ def root(
     ctx.obj = common.RootOptions(database_url)
 
 
-for module in (migrate, keys, serve, worker, webhooks, jobs, flows, retention, contract, demo):
+for module in (migrate, keys, serve, worker, webhooks, jobs, flows, registry, retention,
+               contract, demo):
     module.register(app)
 
 

@@ -13,36 +13,44 @@
 
 Enqueue options are keyword arguments with a leading underscore (a job's own data never
 starts with one): ``_queue``, ``_priority``, ``_delay`` (seconds or timedelta),
-``_run_at``, ``_idempotency_key``, ``_max_attempts``, ``_phases`` (a task registered
-elsewhere: the phases it reports).
+``_run_at``, ``_idempotency_key``, ``_max_attempts``, ``_phases``. A job is resolved
+against its task's declaration (:mod:`jobtrack.domain.spec`): the task registered here,
+or else the one a worker recorded in the database; data the task cannot take is refused
+before anything is stored.
 """
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar, overload
 
 from jobtrack.domain.flows import Flow
 from jobtrack.domain.ids import new_id
-from jobtrack.domain.jobs import Job, new_job
+from jobtrack.domain.jobs import Job
 from jobtrack.domain.retry import RetryPolicy
+from jobtrack.domain.spec import (
+    DEFAULT_QUEUE,
+    Submission,
+    TaskDeclaration,
+    job_of,
+    resolve,
+    submission,
+)
 from jobtrack.errors import ValidationFailed
 from jobtrack.queue import flows as queue_flows
 from jobtrack.queue.tasks import TaskRegistry, make_task
 from jobtrack.settings import Settings
 from jobtrack.store import jobs as store_jobs
 from jobtrack.store import keys as store_keys
+from jobtrack.store import registry as store_registry
 from jobtrack.store.engine import Database
 from jobtrack.store.group_commit import InsertBatcher
 from jobtrack.store.migrate import prepare
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: enqueue options, as accepted with a leading underscore
-OPTIONS = frozenset({"queue", "priority", "delay", "run_at", "idempotency_key",
-                     "max_attempts", "phases"})
 #: rows per statement batch of ``enqueue_many`` (one transaction for all)
 ENQUEUE_CHUNK = 5000
 
@@ -67,6 +75,8 @@ class App:
         self._batcher: InsertBatcher | None = None
         self._tenant_ready = False
         self._schema_ready = False
+        #: declarations read from the task registry, trusted for ``task_cache_seconds``
+        self.declarations = store_registry.DeclarationCache(settings.task_cache_seconds)
 
     # --- configuration ------------------------------------------------------------
 
@@ -86,13 +96,13 @@ class App:
 
     @overload
     def task(
-        self, fn: None = None, /, *, name: str | None = None, queue: str = "default",
+        self, fn: None = None, /, *, name: str | None = None, queue: str = DEFAULT_QUEUE,
         phases: Iterable[str] = (), max_attempts: int | None = None,
         retry: RetryPolicy | None = None, timeout: float | None = None,
     ) -> Callable[[F], F]: ...
 
     def task(
-        self, fn: F | None = None, /, *, name: str | None = None, queue: str = "default",
+        self, fn: F | None = None, /, *, name: str | None = None, queue: str = DEFAULT_QUEUE,
         phases: Iterable[str] = (), max_attempts: int | None = None,
         retry: RetryPolicy | None = None, timeout: float | None = None,
     ) -> F | Callable[[F], F]:
@@ -144,31 +154,19 @@ class App:
 
     # --- enqueue --------------------------------------------------------------------
 
-    def build_job(self, name: str, data: Mapping[str, Any], now: datetime,
-                  options: Mapping[str, Any]) -> Job:
-        """A new pending job of task ``name`` (registered here or not) with ``options``."""
-        unknown = set(options) - OPTIONS
-        if unknown:
-            raise ValidationFailed(
-                f"unknown enqueue option(s) {', '.join('_' + u for u in sorted(unknown))}; "
-                f"accepted: {', '.join('_' + o for o in sorted(OPTIONS))}")
+    def declared(self, name: str) -> TaskDeclaration | None:
+        """The declaration of a task registered on this App, if any."""
         task = self.tasks.get(name)
-        run_at: datetime | None = options.get("run_at")
-        delay = options.get("delay")
-        if delay is not None:
-            seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
-            run_at = now + timedelta(seconds=seconds)
-        max_attempts = (options.get("max_attempts")
-                        or (task.max_attempts if task else None)
-                        or self.settings.default_max_attempts)
-        return new_job(
-            id=new_id(), tenant=self.tenant,
-            queue_name=options.get("queue") or (task.queue if task else "default"),
-            name=name, now=now, data=data,
-            phases=options.get("phases") or (task.phases if task else ()),
-            priority=int(options.get("priority") or 0), run_at=run_at,
-            max_attempts=int(max_attempts), idempotency_key=options.get("idempotency_key"),
-        )
+        return task.declaration() if task is not None else None
+
+    async def _resolve(self, subs: Sequence[Submission], now: datetime) -> list[Job]:
+        """New jobs, each resolved against its task's declaration (this App's, or the one
+        a worker recorded); :class:`ValidationFailed` for data the task cannot take."""
+        lookup = await store_registry.resolver(self.db, {s.name for s in subs},
+                                               local=self.declared, cache=self.declarations)
+        default = self.settings.default_max_attempts
+        return [job_of(resolve(s, lookup(s), now=now, default_max_attempts=default),
+                       id=new_id(), tenant=self.tenant, now=now) for s in subs]
 
     async def _insert(self, new: list[Job], now: datetime) -> list[Job]:
         out: list[Job] = []
@@ -187,11 +185,12 @@ class App:
         """Enqueue one job of task ``name``; ``_``-prefixed keywords are options.
 
         With ``_idempotency_key``, a key this tenant already used returns the first job.
+        Data the task cannot take is refused here (:class:`ValidationFailed`).
         """
         data = {k: v for k, v in kwargs.items() if not k.startswith("_")}
         options = {k[1:]: v for k, v in kwargs.items() if k.startswith("_")}
         now = datetime.now(UTC)
-        job = self.build_job(name, data, now, options)
+        [job] = await self._resolve([submission(name, data, options)], now)
         if not self._tenant_ready:
             return (await self._insert([job], now))[0]
         # concurrent enqueues share commits (group commit); each returns once it is durable
@@ -205,9 +204,11 @@ class App:
     ) -> list[Job]:
         """Enqueue one job per item (its data) in one transaction; ``options`` (without
         underscores: ``queue=``, ``priority=`` ...) apply to every job."""
+        subs = [submission(name, item, options, prefix="") for item in items]
+        if not subs:
+            return []
         now = datetime.now(UTC)
-        new = [self.build_job(name, item, now, options) for item in items]
-        return await self._insert(new, now) if new else []
+        return await self._insert(await self._resolve(subs, now), now)
 
     async def enqueue_flow(self, flowname: str, root: queue_flows.FlowJob) -> Flow:
         """Enqueue a tree of jobs as one flow, children first (:mod:`jobtrack.queue.flows`)."""
@@ -219,7 +220,7 @@ class App:
 
         async def once() -> Job:
             app = App(settings=self.settings, tenant=self.tenant)
-            app.tasks = self.tasks
+            app.tasks, app.declarations = self.tasks, self.declarations
             try:
                 return await app.enqueue(name, **kwargs)
             finally:

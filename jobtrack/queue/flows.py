@@ -22,23 +22,21 @@ import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
-from jobtrack.domain.flows import Flow, FlowNode
+from jobtrack.domain.flows import Flow
 from jobtrack.domain.jobs import Job
+from jobtrack.domain.spec import FLOW_OPTIONS, SubmissionNode, flow_names, resolve_tree, submission
 from jobtrack.domain.status import FLOW_TERMINAL
 from jobtrack.errors import ValidationFailed
-from jobtrack.queue.tasks import TaskRegistry
 from jobtrack.store import flows as store_flows
 from jobtrack.store import keys as store_keys
+from jobtrack.store import registry as store_registry
 
 if TYPE_CHECKING:
     from jobtrack.queue.app import App
 
-#: options of a flow job, accepted with a leading underscore
-FLOW_OPTIONS: Final = frozenset({"queue", "priority", "delay", "run_at", "max_attempts",
-                                 "phases"})
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -54,11 +52,7 @@ class FlowJob:
     def __init__(self, name: str, /, *, children: Sequence["FlowJob"] = (),
                  **kwargs: Any) -> None:
         options = {k[1:]: v for k, v in kwargs.items() if k.startswith("_")}
-        unknown = set(options) - FLOW_OPTIONS
-        if unknown:
-            raise ValidationFailed(
-                f"unknown flow job option(s) {', '.join('_' + u for u in sorted(unknown))}; "
-                f"accepted: {', '.join('_' + o for o in sorted(FLOW_OPTIONS))}")
+        submission(name, {}, options, accepted=FLOW_OPTIONS)  # refuses unknown options now
         if not all(isinstance(c, FlowJob) for c in children):
             raise ValidationFailed(f"children of {name!r} must be FlowJob values")
         object.__setattr__(self, "name", name)
@@ -68,42 +62,22 @@ class FlowJob:
         object.__setattr__(self, "children", tuple(children))
 
 
-def _node(job: FlowJob, children: list[FlowNode], tasks: TaskRegistry,
-          now: datetime) -> FlowNode:
-    task = tasks.get(job.name)
-    opts = job.options
-    run_at: datetime | None = opts.get("run_at")
-    delay = opts.get("delay")
-    if delay is not None:
-        seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
-        run_at = now + timedelta(seconds=seconds)
-    phases = opts.get("phases")
-    return FlowNode(
-        name=job.name,
-        queue_name=opts.get("queue") or (task.queue if task else "default"),
-        data=dict(job.data),
-        children=children,
-        phases=tuple(phases if phases is not None else (task.phases if task else ())),
-        priority=int(opts.get("priority") or 0),
-        max_attempts=opts.get("max_attempts") or (task.max_attempts if task else None),
-        run_at=run_at,
-    )
-
-
-def to_node(root: FlowJob, tasks: TaskRegistry, now: datetime) -> FlowNode:
-    """The domain tree of ``root``, task defaults applied (no recursion: a tree of any
-    depth reaches the depth limit and its clear error)."""
+def to_submission(root: FlowJob) -> SubmissionNode:
+    """The submitted tree of ``root`` (no recursion: a tree of any depth reaches the depth
+    limit and its clear error)."""
     order: list[tuple[FlowJob, int | None]] = []
     stack: list[tuple[FlowJob, int | None]] = [(root, None)]
     while stack:  # pre-order: every parent before its children
         job, parent = stack.pop()
         order.append((job, parent))
         stack.extend((child, len(order) - 1) for child in reversed(job.children))
-    kids: list[list[FlowNode]] = [[] for _ in order]
-    built: FlowNode | None = None
+    kids: list[list[SubmissionNode]] = [[] for _ in order]
+    built: SubmissionNode | None = None
     for index in range(len(order) - 1, -1, -1):  # children are built before parents
         job, parent = order[index]
-        built = _node(job, kids[index][::-1], tasks, now)
+        built = SubmissionNode(
+            submission(job.name, job.data, job.options, accepted=FLOW_OPTIONS),
+            kids[index][::-1])
         if parent is not None:
             kids[parent].append(built)
     assert built is not None
@@ -111,14 +85,18 @@ def to_node(root: FlowJob, tasks: TaskRegistry, now: datetime) -> FlowNode:
 
 
 async def enqueue_flow(app: "App", flowname: str, root: FlowJob) -> Flow:
-    """Store the flow and all its jobs in one transaction; the new flow (pending)."""
+    """Store the flow and all its jobs in one transaction; the new flow (pending). Each
+    job is resolved against its task's declaration, as :meth:`App.enqueue` does."""
     if not isinstance(root, FlowJob):
         raise ValidationFailed("the root of a flow must be a FlowJob")
     if not flowname.strip():
         raise ValidationFailed("a flow needs a flowname", details={"field": "flowname"})
     now = datetime.now(UTC)
-    node = to_node(root, app.tasks, now)
+    tree = to_submission(root)
     settings = app.settings
+    lookup = await store_registry.resolver(app.db, flow_names(tree), local=app.declared,
+                                           cache=app.declarations)
+    node = resolve_tree(tree, lookup, now=now, default_max_attempts=settings.default_max_attempts)
     async with app.db.write() as conn:
         await store_keys.ensure_tenant(conn, app.tenant, now)
         flow, _ = await store_flows.create_flow(

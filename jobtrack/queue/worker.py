@@ -40,16 +40,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from jobtrack.domain.jobs import Change, Job, JobUpdate, plan_update
+from jobtrack.domain.spec import DEFAULT_QUEUE
 from jobtrack.domain.status import JobStatus, StopReason
 from jobtrack.errors import NotFound, ValidationFailed
 from jobtrack.queue.app import App
 from jobtrack.queue.context import JobContext, LeaseLost
 from jobtrack.queue.execution import execute
 from jobtrack.queue.outcomes import Outcome, owned, write_outcomes
+from jobtrack.queue.presence import Presence
 from jobtrack.queue.reaper import reap
 from jobtrack.store import claim as store_claim
 from jobtrack.store import jobs as store_jobs
 from jobtrack.store import leases
+from jobtrack.store.registry import adopt_phases
 
 log = logging.getLogger("jobtrack.worker")
 
@@ -109,7 +112,7 @@ class Worker:
             raise ValidationFailed("concurrency must be at least 1")
         self.app = app
         self.settings = app.settings
-        self.queues = list(queues or app.tasks.queues() or ["default"])
+        self.queues = list(queues or app.tasks.queues() or [DEFAULT_QUEUE])
         self.concurrency = concurrency
         self.grace_seconds = grace_seconds
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
@@ -119,6 +122,10 @@ class Worker:
         # claim at least this many at once when the rest of the slots are busy
         self._claim_batch = max(1, min(50, concurrency // 2))
         self._names = app.tasks.names()
+        # a job stored without phases (created before its task was declared) gets these
+        self._phases = {t.name: t.phases for t in app.tasks if t.phases}
+        self.presence = Presence(app, worker_id=self.id, queues=self.queues,
+                                 concurrency=concurrency)
         self._running: dict[RunKey, _Run] = {}
         self._held: set[RunKey] = set()
         self._outcomes: list[Outcome] = []
@@ -163,9 +170,12 @@ class Worker:
             raise ValidationFailed("this app has no tasks: register some with @app.task")
         log.info("worker %s: queues %s, concurrency %d, tasks %s", self.id,
                  ",".join(self.queues), self.concurrency, ",".join(self._names))
+        await self.presence.enter()
         flusher = asyncio.create_task(self._flush_loop(), name="jobtrack-flush")
         helpers = [asyncio.create_task(self._heartbeat_loop(), name="jobtrack-heartbeat"),
-                   asyncio.create_task(self._reaper_loop(), name="jobtrack-reaper")]
+                   asyncio.create_task(self._reaper_loop(), name="jobtrack-reaper"),
+                   asyncio.create_task(self.presence.run(self._pause),
+                                       name="jobtrack-presence")]
         try:
             await self._claim_loop()
             await self._drain()
@@ -179,6 +189,7 @@ class Worker:
             self._helpers_done.set()
             await asyncio.gather(*helpers, return_exceptions=True)
             self._pool.shutdown(wait=False, cancel_futures=True)
+            await self.presence.leave()
         log.info("worker %s stopped: %s", self.id, self.stats)
         return self.stats
 
@@ -230,6 +241,8 @@ class Worker:
                 conn, queues=self.queues, worker_id=self.id, limit=limit, now=now,
                 lease_until=now + timedelta(seconds=self.settings.lease_seconds),
                 names=self._names, actor=self.actor)
+            if self._phases:
+                claimed = await adopt_phases(conn, claimed, self._phases)
         self.stats.claimed += len(claimed)
         return claimed
 

@@ -329,3 +329,40 @@ cursors = Table(
     Column("event_id", BigInteger, nullable=False),
     Column("updated_at", Timestamp, nullable=False),
 )
+
+#: The task registry: workers that recorded themselves, refreshed with their heartbeat
+#: and removed at clean shutdown (stale ones age out: jobtrack/store/registry.py)
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("queues", Json, nullable=False),
+    Column("concurrency", Integer, nullable=False),
+    Column("version", String(64), nullable=False),
+    Column("started_at", Timestamp, nullable=False),
+    Column("heartbeat_at", Timestamp, nullable=False),
+)
+
+#: The task declarations workers recorded (shared by every tenant: workers serve them
+#: all); a declaration outlives the workers that made it
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("queue", String(200), primary_key=True),
+    Column("phases", Json, nullable=False),
+    Column("max_attempts", Integer, nullable=True),
+    #: ``{base, factor, cap, jitter}`` seconds
+    Column("retry", Json, nullable=False),
+    Column("timeout", Float, nullable=True),
+    #: keyword parameters after the context, and those of them without a default
+    Column("parameters", Json, nullable=False),
+    Column("required", Json, nullable=False),
+    #: the function takes ``**kwargs``: any data key
+    Column("accepts_any", Boolean, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+    #: the worker that recorded this version of the declaration
+    Column("worker_id", String(200), nullable=True),
+)

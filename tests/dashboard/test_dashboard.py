@@ -7,6 +7,7 @@ Skipped where Chromium or Playwright is missing, except in CI (``CI`` set), wher
 fails: ``scripts/install`` installs both.
 """
 
+import asyncio
 import os
 import signal
 import socket
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -299,3 +301,43 @@ def test_a_wrong_key_shows_the_error_message(server: Server, page: Any) -> None:
     assert page.evaluate("sessionStorage.getItem('jobtrack.apiKey')") is None
     # the page itself needed no key
     assert httpx.get(f"{server.base}/").status_code == 200
+
+
+def test_lists_the_workers_and_tasks_the_registry_holds(server: Server, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    from jobtrack.queue.app import App
+    from jobtrack.queue.context import JobContext
+    from jobtrack.queue.worker import Worker
+
+    app = App(server.url)
+
+    @app.task(queue="ingest", phases=["loading", "indexing"], max_attempts=3)
+    async def ingest_doc(ctx: JobContext, document_id: str, pages: int = 1) -> None: ...
+
+    worker = Worker(app, queues=["ingest", "mail"], concurrency=4)
+
+    async def record() -> None:  # what `jobtrack worker` does when it starts
+        try:
+            await worker.presence.enter()
+        finally:
+            await app.close()
+
+    with ThreadPoolExecutor(1) as thread:  # Playwright's loop runs in this one
+        thread.submit(asyncio.run, record()).result()
+    tasks = page.locator("#tasks-body")
+    _connect(page, server.base, server.key("registry"))
+    row = tasks.locator('tr[data-task="ingest_doc"]')
+    expect(row).to_contain_text("loading → indexing")
+    expect(row).to_contain_text("document_id, pages?")
+    expect(page.locator("#workers-denied")).to_be_visible()  # a tenant key sees no workers
+    expect(page.locator("#workers-body tr")).to_have_count(0)
+
+    admin = subprocess.run(_cli(server.url, "keys", "create", "--tenant", "ops", "--admin"),
+                           capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+    _connect(page, server.base, admin)
+    mine = page.locator(f'#workers-body tr[data-worker-id="{worker.id}"]')
+    expect(mine).to_contain_text("ingest, mail")
+    expect(mine.locator("td").nth(3)).to_have_text("4")
+    expect(page.locator("#workers-denied")).to_be_hidden()
+    expect(tasks.locator('tr[data-task="ingest_doc"] td').nth(3)).to_have_text("3")

@@ -13,7 +13,10 @@ from jobtrack.domain.status import JobStatus, PhaseStatus, Step
 from jobtrack.errors import TaskNotFound, ValidationFailed
 from jobtrack.queue.app import App
 from jobtrack.queue.context import JobContext, SyncJobContext
+from jobtrack.queue.flows import FlowJob
+from jobtrack.queue.worker import Worker
 from jobtrack.store import events as store_events
+from jobtrack.store import jobs as store_jobs
 from jobtrack.store.tables import tenants
 
 
@@ -104,3 +107,66 @@ def test_public_names_are_lazy_and_sorted() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_task_without_the_context_first_is_refused_when_declared() -> None:
+    app = App("sqlite://")
+    with pytest.raises(ValidationFailed, match=r"first parameter .* job context \(ctx\).*"
+                       r"'x'.*def add\(ctx, x, y\)"):
+        @app.task
+        def add(x: int, y: int) -> int:  # Celery style: would fail at run time
+            return x + y
+    with pytest.raises(ValidationFailed, match="it takes none"):
+        app.task(name="nothing")(lambda: None)
+    with pytest.raises(ValidationFailed, match="'b' cannot be given by keyword"):
+        @app.task
+        def positional(ctx: JobContext, b: int, /) -> None: ...
+    assert "add" not in app.tasks and "positional" not in app.tasks
+
+    # the context may be named otherwise when annotated, or taken by *args
+    @app.task
+    def annotated(c: SyncJobContext, x: int, y: int = 0) -> int:
+        return x + y
+
+    @app.task
+    async def anything(*args: Any, **data: Any) -> None: ...
+
+    assert app.tasks["annotated"].parameters == ("x", "y")
+    assert app.tasks["annotated"].required == ("x",)
+    assert app.tasks["anything"].accepts is None
+
+
+async def test_enqueue_resolves_against_the_task_a_worker_declared(app: App) -> None:
+    worker_app = App(settings=app.settings)
+
+    @worker_app.task(queue="ingest", phases=["loading", "indexing"], max_attempts=3)
+    async def ingest(ctx: JobContext, document_id: str) -> None: ...
+
+    worker = Worker(worker_app)
+    await worker.presence.enter()
+    await worker_app.close()
+    assert "ingest" not in app.tasks  # this App only enqueues: it learns from the database
+    job = await app.enqueue("ingest", document_id="d1")
+    assert (job.queue_name, job.max_attempts) == ("ingest", 3)
+    assert [p.name for p in job.phases] == ["loading", "indexing"]
+    with pytest.raises(ValidationFailed, match="no parameter 'documentId'") as bad:
+        await app.enqueue("ingest", documentId="d1")
+    assert bad.value.details == {"field": "data.documentId", "accepted": ["document_id"]}
+    with pytest.raises(ValidationFailed) as many:
+        await app.enqueue_many("ingest", [{"document_id": "a"}, {}])
+    assert many.value.details["field"] == "data.document_id"
+    with pytest.raises(ValidationFailed) as flow:
+        await app.enqueue_flow("f", FlowJob("ingest", document_id="a", children=[
+            FlowJob("ingest", document_id="b", _phases=["indexing"])]))
+    assert flow.value.details["field"] == "children[0].phases"
+    async with app.db.read() as conn:
+        stored, _ = await store_jobs.list_jobs(conn, store_jobs.JobFilter(tenant=None),
+                                               limit=10)
+    assert [j.id for j in stored] == [job.id]  # nothing of the refused ones was stored
+
+    # a task this App registers is checked too, before anything is stored
+    @app.task(queue="local")
+    def resize(ctx: SyncJobContext, width: int) -> None: ...
+
+    with pytest.raises(ValidationFailed, match="'height'"):
+        await app.enqueue("resize", width=1, height=2)

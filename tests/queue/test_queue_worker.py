@@ -8,8 +8,11 @@ from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from jobtrack.domain.retry import RetryPolicy
 from jobtrack.domain.status import JobStatus, Step
+from jobtrack.errors import ValidationFailed
 from jobtrack.queue.app import App
 from jobtrack.queue.context import JobContext, SyncJobContext
 from jobtrack.queue.worker import Worker
@@ -157,11 +160,15 @@ async def test_a_worker_takes_only_its_queues_and_task_names(
 async def test_bad_arguments_and_unstorable_results_fail_cleanly(
     app: App, running: Running
 ) -> None:
+    # stored before the task was declared (so not checked): it still fails cleanly
+    wrong = await app.enqueue("strict", b=1)
+
     @app.task
     async def strict(ctx: JobContext, a: int) -> Any:
         return {1, 2}  # a set is not JSON
 
-    wrong = await app.enqueue("strict", b=1)
+    with pytest.raises(ValidationFailed, match="no parameter 'b'"):
+        await app.enqueue("strict", b=1)  # declared now: refused when enqueued
     unstorable = await app.enqueue("strict", a=1)
     async with running(app):
         wrong_done = await app.wait(wrong.id, timeout=10)

@@ -35,12 +35,14 @@ from jobtrack.api.params import (
 from jobtrack.api.responses import AUTHENTICATED, errors, json_response
 from jobtrack.api.schemas import JobPublic, StatusIn
 from jobtrack.domain.jobs import UNSET, Change, Job, JobUpdate, plan_update
+from jobtrack.domain.spec import flow_names, resolve_tree
 from jobtrack.domain.status import FlowStatus, JobStatus
 from jobtrack.domain.wire import flow_to_wire, job_to_wire
 from jobtrack.errors import NotFound
 from jobtrack.store import flows as store
 from jobtrack.store.jobs import change_job
 from jobtrack.store.leases import renew_leases
+from jobtrack.store.registry import resolver
 
 router = APIRouter(tags=["flows"])
 
@@ -59,13 +61,18 @@ async def create_flow(body: FlowCreate, caller: CallerDep, state: StateDep) -> R
     Children run first; a parent waits in step ``waiting-children`` until all its
     children completed. Every job gets ``flowId`` in its own field and in
     ``data.flowId``. A tree deeper than ``flow_max_depth`` or larger than
-    ``flow_max_jobs`` is refused (422 naming where), with nothing stored.
+    ``flow_max_jobs`` is refused (422 naming where), with nothing stored. Each job is
+    resolved against its task's declaration as in ``POST /jobs`` (a refusal names its
+    path, e.g. ``children[0].data.documentId``).
     """
     now = utcnow()
     settings = state.settings
+    tree = body.to_submission()
+    lookup = await resolver(state.db, flow_names(tree), cache=state.declarations)
+    node = resolve_tree(tree, lookup, now=now, default_max_attempts=settings.default_max_attempts)
     async with state.db.write() as conn:
         flow, _ = await store.create_flow(
-            conn, body.to_node(now), tenant=caller.tenant, flowname=body.flowname, now=now,
+            conn, node, tenant=caller.tenant, flowname=body.flowname, now=now,
             actor=caller.actor, max_depth=settings.flow_max_depth,
             max_jobs=settings.flow_max_jobs, default_max_attempts=settings.default_max_attempts,
         )

@@ -32,18 +32,14 @@ from jobtrack.api.schemas import (
     Transition,
 )
 from jobtrack.domain.ids import new_id
-from jobtrack.domain.jobs import (
-    UNSET,
-    JobUpdate,
-    PhaseUpdate,
-    new_job,
-    plan_update,
-)
+from jobtrack.domain.jobs import UNSET, JobUpdate, PhaseUpdate, plan_update
+from jobtrack.domain.spec import job_of, resolve
 from jobtrack.domain.status import JobStatus
 from jobtrack.domain.wire import iso, job_to_wire
 from jobtrack.store.events import history
 from jobtrack.store.jobs import JobFilter, change_job, get_job, list_jobs, not_found
 from jobtrack.store.leases import renew_leases
+from jobtrack.store.registry import resolver
 
 router = APIRouter(tags=["jobs"])
 
@@ -56,17 +52,19 @@ router = APIRouter(tags=["jobs"])
                **errors(*AUTHENTICATED)},
 )
 async def create_job(body: JobCreate, caller: CallerDep, state: StateDep) -> Response:
-    """Create a pending job in the caller's tenant."""
+    """Create a pending job in the caller's tenant.
+
+    A job whose task a worker declared (``GET /tasks``, by name and queue) gets the
+    declared phases and ``maxAttempts`` unless given, and data the task cannot take (an
+    unknown key, a missing required parameter) or other phases are refused with a 422
+    naming the field (``data.documentId``). A task no worker declared is taken as sent.
+    """
     now = utcnow()
-    run_at = body.run_at
-    if body.delay_seconds is not None:
-        run_at = now + timedelta(seconds=body.delay_seconds)
-    job = new_job(
-        id=new_id(), tenant=caller.tenant, queue_name=body.queue_name, name=body.name,
-        now=now, data=body.data, phases=body.phases or (), priority=body.priority,
-        run_at=run_at, max_attempts=body.max_attempts or state.settings.default_max_attempts,
-        idempotency_key=body.idempotency_key,
-    )
+    sub = body.to_submission()
+    lookup = await resolver(state.db, [sub.name], cache=state.declarations)
+    spec = resolve(sub, lookup(sub), now=now,
+                   default_max_attempts=state.settings.default_max_attempts)
+    job = job_of(spec, id=new_id(), tenant=caller.tenant, now=now)
     stored, fresh = await state.inserter.insert(job, actor=caller.actor)
     wire = job_to_wire(stored)
     return json_response({"jobId": stored.id, "status": wire["status"], "job": wire},

@@ -41,6 +41,8 @@
     flowCursor: null,
     flowsSeq: 0,
     queues: [],
+    workers: [],                // GET /workers (admin keys only); null: not allowed
+    tasks: [],                  // GET /tasks: the task declarations workers recorded
     selectedJob: null,
     history: [],
     selectedFlow: null,
@@ -302,6 +304,17 @@
     renderQueueFilter();
   }
 
+  /** Workers (an admin key's view; a tenant key gets a 403: said, not an error) and tasks. */
+  async function loadRegistry() {
+    const [workers, tasks] = await Promise.all([
+      api("/workers").catch((err) => { if (err.status === 403) return null; throw err; }),
+      api("/tasks"),
+    ]);
+    state.workers = workers;
+    state.tasks = tasks;
+    renderRegistry();
+  }
+
   async function loadJobs(more) {
     const seq = ++state.jobsSeq;
     const f = currentJobFilter();
@@ -372,7 +385,7 @@
 
   async function loadAll() {
     state.loaded = true;
-    await Promise.all([loadQueues(), loadJobs(false), loadFlows(false)]);
+    await Promise.all([loadQueues(), loadJobs(false), loadFlows(false), loadRegistry()]);
     clearError();
   }
 
@@ -550,6 +563,7 @@
     renderFlows();
     renderJob();
     renderFlow();
+    renderRegistry();
   }
 
   function renderQueues() {
@@ -576,6 +590,46 @@
       };
     });
     $("queues-empty").hidden = state.queues.length > 0;
+  }
+
+  function renderRegistry() {
+    const workers = state.workers || [];
+    const byId = new Map(workers.map((w) => [w.workerId, w]));
+    syncRows($("workers-body"), workers.map((w) => w.workerId), (id) => {
+      const w = byId.get(id);
+      return {
+        data: {workerId: id},
+        cells: [
+          [sig(id, w.host, w.pid), () => [h("span", {class: "mono", title: id}, w.host),
+                                          h("span", {class: "sub mono"}, "pid " + w.pid)]],
+          [sig(w.queues), () => w.queues.join(", ")],
+          [sig(w.runningJobs), () => String(w.runningJobs), "num"],
+          [sig(w.concurrency), () => String(w.concurrency), "num"],
+          [sig(w.heartbeatAt, w.stale), () => [fmtTime(w.heartbeatAt),
+                                               w.stale ? h("span", {class: "flag"}, "stale") : null]],
+        ],
+      };
+    });
+    $("workers-denied").hidden = state.workers !== null;
+    $("workers-empty").hidden = state.workers === null || workers.length > 0;
+    const key = (t) => t.name + "\u0000" + t.queueName;
+    const byKey = new Map(state.tasks.map((t) => [key(t), t]));
+    syncRows($("tasks-body"), state.tasks.map(key), (k) => {
+      const t = byKey.get(k);
+      const params = t.parameters.map((p) => (t.requiredParameters.includes(p) ? p : p + "?"));
+      if (t.acceptsAnyData) params.push("**");
+      return {
+        data: {task: t.name, queue: t.queueName},
+        cells: [
+          [sig(t.name), () => h("strong", {}, t.name)],
+          [sig(t.queueName), () => t.queueName],
+          [sig(t.phases), () => t.phases.join(" → ") || "—"],
+          [sig(t.maxAttempts), () => (t.maxAttempts === null ? "—" : String(t.maxAttempts)), "num"],
+          [sig(params), () => h("span", {class: "mono"}, params.join(", ") || "—")],
+        ],
+      };
+    });
+    $("tasks-empty").hidden = state.tasks.length > 0;
   }
 
   function renderQueueFilter() {
@@ -905,7 +959,7 @@
   function reset() {
     Object.assign(state, {
       jobs: new Map(), list: [], nextCursor: null, flows: new Map(), flowList: [], flowCursor: null,
-      queues: [], selectedJob: null, history: [], selectedFlow: null, tree: null, lastEventId: null,
+      queues: [], workers: [], tasks: [], selectedJob: null, history: [], selectedFlow: null, tree: null, lastEventId: null,
       loaded: false, busy: false,
     });
   }
@@ -963,7 +1017,9 @@
     $("filter-flow-status").addEventListener("change", () => report(loadFlows(false)));
     $("flows-refresh").addEventListener("click", () => report(loadFlows(false)));
     $("flows-more").addEventListener("click", () => report(loadFlows(true)));
+    $("registry-refresh").addEventListener("click", () => report(loadRegistry()));
     setInterval(() => { if (state.key && state.loaded) report(loadQueues()); }, QUEUES_EVERY_MS);
+    setInterval(() => { if (state.key && state.loaded) report(loadRegistry()); }, QUEUES_EVERY_MS);
 
     const key = storedKey();
     if (key) {

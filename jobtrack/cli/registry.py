@@ -1,0 +1,107 @@
+"""``jobtrack workers ls`` and ``jobtrack tasks ls``: the task registry from a terminal.
+
+- ``jobtrack workers ls``: the workers that recorded themselves (id, host, pid, queues,
+  concurrency, running jobs, started, last heartbeat); one silent for 3 lease periods is
+  shown ``stale``.
+- ``jobtrack tasks ls``: the task declarations workers recorded (name, queue, phases,
+  attempts, retry, timeout, parameters), which enqueueing resolves jobs against.
+
+Both take ``--json``: the list in the wire form of ``GET /workers`` / ``GET /tasks``,
+alone on stdout. They read the database directly (an operator's view).
+"""
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+import orjson
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from jobtrack.cli.common import out, run, settings_of
+from jobtrack.domain.registry import (
+    STALE_LEASES,
+    TaskRecord,
+    WorkerInfo,
+    task_to_wire,
+    worker_to_wire,
+)
+from jobtrack.settings import Settings
+from jobtrack.store import registry as store_registry
+from jobtrack.store.engine import Database
+
+JsonOption = Annotated[bool, typer.Option("--json", help="the list as JSON on stdout")]
+
+
+def _when(value: datetime) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S")
+
+
+async def load_workers(settings: Settings) -> list[WorkerInfo]:
+    db = Database(settings.database_url)
+    try:
+        async with db.read() as conn:
+            return await store_registry.list_workers(
+                conn, now=datetime.now(UTC),
+                stale_after=timedelta(seconds=settings.lease_seconds * STALE_LEASES))
+    finally:
+        await db.dispose()
+
+
+async def load_tasks(settings: Settings) -> list[TaskRecord]:
+    db = Database(settings.database_url)
+    try:
+        async with db.read() as conn:
+            return await store_registry.list_tasks(conn)
+    finally:
+        await db.dispose()
+
+
+def _seconds(value: float | None) -> str:
+    return "" if value is None else f"{value:g} s"
+
+
+def register(app: typer.Typer) -> None:
+    workers = typer.Typer(help="Workers that recorded themselves in the database.",
+                          no_args_is_help=True)
+    tasks = typer.Typer(help="Task declarations the workers recorded.", no_args_is_help=True)
+    app.add_typer(workers, name="workers")
+    app.add_typer(tasks, name="tasks")
+
+    @workers.command("ls")
+    def list_workers(ctx: typer.Context, as_json: JsonOption = False) -> None:
+        """Recorded workers, oldest first; stale ones (no heartbeat) marked."""
+        found = run(load_workers(settings_of(ctx)))
+        if as_json:
+            out.print_json(orjson.dumps([worker_to_wire(w) for w in found]).decode())
+            return
+        table = Table("id", "host", "pid", "queues", "concurrency", "running", "started",
+                      "heartbeat", "state", title=f"{len(found)} worker(s)")
+        for w in found:
+            state = Text("stale", style="yellow") if w.stale else Text("alive", style="green")
+            table.add_row(w.id, w.host, str(w.pid), ",".join(w.queues), str(w.concurrency),
+                          str(w.running), _when(w.started_at), _when(w.heartbeat_at), state)
+        out.print(table)
+
+    @tasks.command("ls")
+    def list_tasks(ctx: typer.Context, as_json: JsonOption = False) -> None:
+        """Recorded task declarations, by name then queue."""
+        found = run(load_tasks(settings_of(ctx)))
+        if as_json:
+            out.print_json(orjson.dumps([task_to_wire(t) for t in found]).decode())
+            return
+        table = Table("name", "queue", "phases", "attempts", "retry", "timeout",
+                      "parameters", "updated", "by", title=f"{len(found)} task(s)")
+        for t in found:
+            d = t.declaration
+            params = [p if p in d.required else f"{p}?" for p in d.parameters]
+            if d.accepts_any:
+                params.append("**")
+            retry = d.retry
+            backoff = (f"{retry.get('base', 0):g}s x{retry.get('factor', 0):g} "
+                       f"<= {retry.get('cap', 0):g}s") if retry else ""
+            table.add_row(d.name, d.queue, ", ".join(d.phases),
+                          "" if d.max_attempts is None else str(d.max_attempts), backoff,
+                          _seconds(d.timeout), ", ".join(params), _when(t.updated_at),
+                          t.worker_id or "")
+        out.print(table)
