@@ -237,17 +237,19 @@ def job_status_from_phases(
 
 
 def flow_status(
-    counts: Mapping[JobStatus, int], *, cancelled_by_user: bool = False
+    counts: Mapping[JobStatus, int], *, cancelled_by_user: bool = False, started: bool = False
 ) -> FlowStatus:
     """A flow's status from how many of its jobs are in each status (status contract).
 
     1. any job failed -> failed; 2. all completed -> completed; 3. cancelled by a user ->
-    cancelled; 4. any job running or finished (the flow has started) -> running, except
-    that a flow whose jobs have all finished, some cancelled, is cancelled (it is over and
-    can never complete); 5. otherwise (no job started yet) -> pending.
+    cancelled; 4. the flow has started (a job is running or finished, or one ran before:
+    ``started``) -> running, except that a flow whose jobs have all finished, some
+    cancelled, is cancelled (it is over and can never complete); 5. otherwise (no job
+    started yet) -> pending.
 
-    So a flow between two jobs (one finished, the next not claimed yet) stays running;
-    only a retry that leaves no job running or finished takes it back to pending.
+    So a flow is running from its first started job until it is terminal: between two
+    jobs (one finished, the next not claimed yet), and while a job waits for its next
+    attempt, it stays running. A retried job reopens a finished flow as running.
     """
     total = sum(counts.values())
     if counts.get(JobStatus.FAILED, 0) > 0:
@@ -259,7 +261,7 @@ def flow_status(
     active = counts.get(JobStatus.PENDING, 0) + counts.get(JobStatus.RUNNING, 0)
     if total > 0 and active == 0:
         return FlowStatus.CANCELLED  # all finished, none failed, not all completed
-    if active < total or counts.get(JobStatus.RUNNING, 0) > 0:
+    if started or active < total or counts.get(JobStatus.RUNNING, 0) > 0:
         return FlowStatus.RUNNING
     return FlowStatus.PENDING
 
