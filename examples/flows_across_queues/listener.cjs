@@ -3,7 +3,7 @@
 // key's tenant), joins its room flow:{flowId} (for flow:progress), and prints each of the
 // seed's events for that flow as one JSON line {event, payload} as it arrives, until the
 // flow ends. Exit code 0 once flow:completed arrived; 1 if the flow ended otherwise
-// (failed, cancelled), the connection was refused or TIMEOUT seconds passed.
+// (failed, cancelled), the key was refused or TIMEOUT seconds passed.
 //
 //   NODE_PATH=.tools/node_modules node examples/flows_across_queues/listener.cjs \
 //       URL KEY [FLOWNAME] [TIMEOUT]
@@ -32,7 +32,11 @@ const end = (code, why) => {
 setTimeout(() => end(1, `timed out after ${timeout} s`), Number(timeout) * 1000).unref();
 
 let flowId = null;
-socket.on("connect_error", (err) => end(1, `connect_error: ${JSON.stringify(err.data)}`));
+// refused by the server (a bad key: err.data is the API's error); otherwise (not up yet)
+// socket.io-client tries again by itself
+socket.on("connect_error", (err) => {
+  if (err.data) end(1, `connect_error: ${JSON.stringify(err.data)}`);
+});
 socket.on("connect", () => print({ listening: flowname }));
 for (const name of EVENTS) {
   socket.on(name, async (payload) => {
