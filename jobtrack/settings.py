@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     accept_status_aliases: bool = True
 
     # --- jobs and workers ---
+    #: jobs a worker runs at once when ``--concurrency`` is not given; claims and outcomes
+    #: are written in batches of up to half of it, so a larger number costs fewer
+    #: transactions per job (a job is running only while its task runs)
+    worker_concurrency: Annotated[int, Field(ge=1, le=10_000)] = 100
     #: attempts a job gets when its submitter says nothing
     default_max_attempts: Annotated[int, Field(ge=1)] = 1
     #: a worker's lease on a claimed job; renewed by heartbeat

@@ -31,7 +31,9 @@ def register(app: typer.Typer) -> None:
         queues: Annotated[str | None, typer.Option(
             help="comma-separated queues, in claim order (default: every queue of the "
                  "app's tasks)")] = None,
-        concurrency: Annotated[int, typer.Option(min=1, help="jobs run at once")] = 10,
+        concurrency: Annotated[int | None, typer.Option(
+            min=1, help="jobs run at once (default: JOBTRACK_WORKER_CONCURRENCY, 100)")]
+        = None,
         grace: Annotated[float, typer.Option(
             min=0, help="seconds running jobs get to finish on SIGTERM/SIGINT")] = 30.0,
         no_migrate: Annotated[bool, typer.Option(
@@ -72,7 +74,7 @@ def _tune_gc() -> None:
     gc.set_threshold(50_000, gen1, gen2)
 
 
-async def _work(app: App, queues: list[str] | None, concurrency: int,
+async def _work(app: App, queues: list[str] | None, concurrency: int | None,
                 grace: float) -> WorkerStats:
     from jobtrack.queue.worker import Worker
 

@@ -103,15 +103,17 @@ class Worker:
         app: App,
         *,
         queues: Sequence[str] | None = None,
-        concurrency: int = 10,
+        concurrency: int | None = None,
         worker_id: str | None = None,
         grace_seconds: float = 30.0,
         idle_poll: tuple[float, float] = (0.01, 0.5),
     ) -> None:
-        if concurrency < 1:
-            raise ValidationFailed("concurrency must be at least 1")
         self.app = app
         self.settings = app.settings
+        if concurrency is None:
+            concurrency = self.settings.worker_concurrency
+        if concurrency < 1:
+            raise ValidationFailed("concurrency must be at least 1")
         self.queues = list(queues or app.tasks.queues() or [DEFAULT_QUEUE])
         self.concurrency = concurrency
         self.grace_seconds = grace_seconds

@@ -16,6 +16,7 @@ from jobtrack.errors import ValidationFailed
 from jobtrack.queue.app import App
 from jobtrack.queue.context import JobContext, SyncJobContext
 from jobtrack.queue.worker import Worker
+from jobtrack.settings import Settings
 from jobtrack.store import events as store_events
 
 Running = Callable[..., AbstractAsyncContextManager[Worker]]
@@ -177,3 +178,12 @@ async def test_bad_arguments_and_unstorable_results_fail_cleanly(
     assert wrong_done.error is not None and wrong_done.error["type"] == "TypeError"
     assert unstorable_done.error is not None
     assert unstorable_done.error["code"] == "result_not_json"
+
+
+async def test_the_default_concurrency_comes_from_the_settings(settings: Settings) -> None:
+    """No tuning flags: a worker runs JOBTRACK_WORKER_CONCURRENCY (100) jobs at once, in
+    claim batches of 50, so the defaults are the fast path."""
+    assert Worker(App(settings=settings)).concurrency == 100
+    tuned = settings.model_copy(update={"worker_concurrency": 7})
+    assert Worker(App(settings=tuned)).concurrency == 7
+    assert Worker(App(settings=tuned), concurrency=3).concurrency == 3
