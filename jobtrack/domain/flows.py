@@ -96,7 +96,8 @@ def plan_flow(
     if status is FlowStatus.RUNNING and flow.started_at is None:
         after = replace(after, started_at=now)
     if status.value not in {s.value for s in TERMINAL}:
-        after = replace(after, completed_at=None)  # a retried job reopened the flow
+        # a retried job reopened the flow: the failure it had is no longer its outcome
+        after = replace(after, completed_at=None, error=None)
     if status.value in {s.value for s in TERMINAL} and flow.status is not status:
         after = replace(after, completed_at=now)
         if status is FlowStatus.COMPLETED and result is not None:

@@ -288,13 +288,16 @@ def pending_step(run_at: datetime | None, now: datetime) -> Step:
 # --- plans -------------------------------------------------------------------------
 
 
-def _to_running(job: Job, now: datetime) -> Job:
+def _to_running(job: Job, now: datetime, error: Mapping[str, Any] | None = None) -> Job:
+    """An attempt starts: with no error but the one it reports (an earlier attempt's
+    error stays on the job while the retry waits, to say why, and ends here)."""
     phases = _start_next(job.phases, now) if job.phases else []
     return replace(
         job,
         status=JobStatus.RUNNING,
         phases=tuple(phases),
         step=_running_step(phases, Step.RUNNING),
+        error=error,
         started_at=now,
         completed_at=None,
     )
@@ -385,7 +388,7 @@ def plan_update(job: Job, upd: JobUpdate, now: datetime) -> Change:
         if target is JobStatus.RUNNING and after.phases:
             after = replace(after, step=_running_step(after.phases, after.step))
     elif target is JobStatus.RUNNING:
-        after = _to_running(after, now)
+        after = _to_running(after, now, after.error if upd.error is not None else None)
         if upd.step is not None and not job.phases:
             after = replace(after, step=upd.step)
     elif target is JobStatus.PENDING:

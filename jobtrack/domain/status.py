@@ -196,7 +196,9 @@ def job_status_from_phases(
 ) -> JobStatus | None:
     """A job's status as its phases say (status.md rules 1-4); None without phases.
 
-    Cancellation is decided at job level and is not derived here.
+    A job between two phases (some completed, the rest not started) has started: it is
+    running, never pending again. Cancellation is decided at job level and is not
+    derived here.
     """
     statuses = list(phases)
     if not statuses:
@@ -207,13 +209,26 @@ def job_status_from_phases(
         return JobStatus.COMPLETED
     if PhaseStatus.RUNNING in statuses or PhaseStatus.PAUSED in statuses:
         return JobStatus.RUNNING
+    if PhaseStatus.COMPLETED in statuses and all(
+        s in (PhaseStatus.COMPLETED, PhaseStatus.NOT_STARTED) for s in statuses
+    ):
+        return JobStatus.RUNNING
     return JobStatus.PENDING
 
 
 def flow_status(
     counts: Mapping[JobStatus, int], *, cancelled_by_user: bool = False
 ) -> FlowStatus:
-    """A flow's status from how many of its jobs are in each status (status.md)."""
+    """A flow's status from how many of its jobs are in each status (status.md).
+
+    1. any job failed -> failed; 2. all completed -> completed; 3. cancelled by a user ->
+    cancelled; 4. any job running or finished (the flow has started) -> running, except
+    that a flow whose jobs have all finished, some cancelled, is cancelled (it is over and
+    can never complete); 5. otherwise (no job started yet) -> pending.
+
+    So a flow between two jobs (one finished, the next not claimed yet) stays running;
+    only a retry that leaves no job running or finished takes it back to pending.
+    """
     total = sum(counts.values())
     if counts.get(JobStatus.FAILED, 0) > 0:
         return FlowStatus.FAILED
@@ -221,7 +236,10 @@ def flow_status(
         return FlowStatus.COMPLETED
     if cancelled_by_user:
         return FlowStatus.CANCELLED
-    if counts.get(JobStatus.RUNNING, 0) > 0:
+    active = counts.get(JobStatus.PENDING, 0) + counts.get(JobStatus.RUNNING, 0)
+    if total > 0 and active == 0:
+        return FlowStatus.CANCELLED  # all finished, none failed, not all completed
+    if active < total or counts.get(JobStatus.RUNNING, 0) > 0:
         return FlowStatus.RUNNING
     return FlowStatus.PENDING
 

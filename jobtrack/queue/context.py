@@ -3,15 +3,19 @@ a pause makes it wait and a cancel request stops it.
 
 Progress is coalesced: ``advance()`` only counts in memory, and at most one write per
 ``progress_interval_seconds`` reaches the database; that write also answers whether the
-job was paused or cancelled meanwhile. Phase changes (entering a new phase, leaving one)
-are written at once. The last declared phase is left running when its block ends, so
-that the job's completion, its result and that phase's completion are one transaction.
+job was paused or cancelled meanwhile. The throttle keeps its trailing write: progress
+reported inside the interval is written when the interval ends, whether or not the task
+reaches another checkpoint (a long step after a few advances shows them). Phase changes
+(entering a new phase, leaving one) are written at once. The last declared phase is left
+running when its block ends, so that the job's completion, its result and that phase's
+completion are one transaction.
 
 Async tasks get a :class:`JobContext`; plain (threaded) tasks get a
 :class:`SyncJobContext` with the same methods, blocking.
 """
 
 import asyncio
+import logging
 import time
 from collections.abc import Coroutine, Iterator, Mapping
 from contextlib import contextmanager
@@ -23,6 +27,7 @@ from jobtrack.domain.status import PhaseStatus
 from jobtrack.errors import InvalidTransition
 
 T = TypeVar("T")
+log = logging.getLogger("jobtrack.worker")
 
 
 class JobCancelled(Exception):
@@ -63,6 +68,11 @@ class JobContext:
         self._state = job
         self._checked = time.monotonic()
         self._pending: JobUpdate | None = None
+        #: one reporter call at a time, so a trailing write never lands after a newer one
+        self._io = asyncio.Lock()
+        self._timer: asyncio.TimerHandle | None = None
+        self._trailing: asyncio.Task[None] | None = None
+        self._closed = False
 
     @property
     def id(self) -> str:
@@ -98,7 +108,37 @@ class JobContext:
             raise LeaseLost(self.job.id)
         if time.monotonic() - self._checked >= self._interval:
             await self._sync()
+        elif self._pending is not None:
+            self.arm()
         await self._obey()
+
+    def arm(self) -> None:
+        """Make sure pending progress is written when the throttle interval ends, even
+        if the task reaches no checkpoint by then (call on the worker's event loop)."""
+        if self._timer is not None or self._closed or self._pending is None:
+            return
+        delay = max(0.0, self._checked + self._interval - time.monotonic())
+        self._timer = asyncio.get_running_loop().call_later(delay, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        if not self._closed and self._pending is not None:
+            self._trailing = asyncio.get_running_loop().create_task(self._trail())
+
+    async def _trail(self) -> None:
+        if self._closed or self.stopped is not None:
+            return
+        try:
+            await self._sync()
+        except Exception:  # the task's own next checkpoint learns what went wrong
+            log.debug("job %s: a trailing progress write failed", self.job.id, exc_info=True)
+
+    def close(self) -> None:
+        """The run ended: no trailing write after this (its outcome is written next)."""
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def quiet(self) -> bool:
         """True when a checkpoint now would neither write nor wait nor stop."""
@@ -112,12 +152,13 @@ class JobContext:
 
     async def _sync(self) -> None:
         """Write the pending progress (or read the job) and learn its stored state."""
-        update, self._pending = self._pending, None
-        if update is not None:
-            self._state = await self._reporter.report(self.job, update)
-        else:
-            self._state = await self._reporter.fetch(self.job)
-        self._checked = time.monotonic()
+        async with self._io:
+            update, self._pending = self._pending, None
+            if update is not None:
+                self._state = await self._reporter.report(self.job, update)
+            else:
+                self._state = await self._reporter.fetch(self.job)
+            self._checked = time.monotonic()
 
     async def _obey(self) -> None:
         while True:
@@ -136,14 +177,16 @@ class JobContext:
         self._pending = None
         for _ in range(3):
             try:
-                self._state = await self._reporter.report(self.job, update)
-                self._checked = time.monotonic()
+                async with self._io:
+                    self._state = await self._reporter.report(self.job, update)
+                    self._checked = time.monotonic()
                 return
             except InvalidTransition:
                 # paused meanwhile (paused -> completed is not a move): wait, then again
                 await self._sync()
                 await self._obey()
-        self._state = await self._reporter.report(self.job, update)
+        async with self._io:
+            self._state = await self._reporter.report(self.job, update)
 
     async def _enter(self, name: str, total: float | None) -> "PhaseHandle":
         handle = PhaseHandle(self, name, total)
@@ -286,5 +329,8 @@ class SyncJobContext:
         self.checkpoint()
 
     def checkpoint(self) -> None:
-        if not self._ctx.quiet():
-            self._run(self._ctx.checkpoint())
+        ctx = self._ctx
+        if not ctx.quiet():
+            self._run(ctx.checkpoint())
+        elif ctx._pending is not None and ctx._timer is None:
+            self._loop.call_soon_threadsafe(ctx.arm)

@@ -31,6 +31,13 @@ def error_of(exc: BaseException) -> dict[str, Any]:
 async def execute(task: Task, ctx: JobContext, pool: Executor) -> Outcome | None:
     """Call the task with the job's data: async functions on this loop, plain ones in
     ``pool``; apply its timeout; turn what happened into an outcome."""
+    try:
+        return await _execute(task, ctx, pool)
+    finally:
+        ctx.close()  # no trailing progress write once the run has ended
+
+
+async def _execute(task: Task, ctx: JobContext, pool: Executor) -> Outcome | None:
     job = ctx.job
     started = time.perf_counter()
 

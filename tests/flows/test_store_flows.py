@@ -11,6 +11,7 @@ from flowkit import (
     job_list,
     make_flow,
     node,
+    now,
     report,
     row_counts,
 )
@@ -18,11 +19,12 @@ from sqlalchemy import select
 
 from jobtrack.domain.events import EventType
 from jobtrack.domain.flows import FlowNode
-from jobtrack.domain.jobs import JobUpdate
+from jobtrack.domain.jobs import JobUpdate, plan_cancel, plan_retry
 from jobtrack.domain.status import FlowStatus, JobStatus, Step
 from jobtrack.errors import InvalidTransition, NotFound, ValidationFailed
 from jobtrack.store import flows as store_flows
 from jobtrack.store.engine import Database
+from jobtrack.store.jobs import change_job
 from jobtrack.store.tables import events
 
 J = JobStatus
@@ -212,3 +214,69 @@ async def test_list_flows_filters_and_pages(db: Database) -> None:
         assert [f.id for f in completed] == [made[0][0].id]
         other, _ = await store_flows.list_flows(conn, tenant="other", limit=10)
         assert other == []
+
+
+async def flow_event_statuses(db: Database, flow_id: str) -> list[tuple[str, str]]:
+    """(type, status) of every event announcing the flow itself, oldest first."""
+    async with db.read() as conn:
+        rows = await conn.execute(select(events.c.type, events.c.data).where(
+            events.c.flow_id == flow_id, events.c.job_id.is_(None)).order_by(events.c.id))
+        return [(t, d["status"]) for t, d in rows]
+
+
+async def test_a_flow_between_two_jobs_stays_running(db: Database) -> None:
+    """2 of 4 jobs completed, the next not claimed yet: the flow has started (running),
+    and no event ever announces it going back to pending."""
+    flow, _ = await make_flow(db, node("root", "q-root", node("a", "q-a"), node("b", "q-b"),
+                                       node("c", "q-c")))
+    for queue in ("q-a", "q-b"):
+        (job,) = await claim(db, queue)
+        assert (await assert_counters_exact(db, flow.id)).status is FlowStatus.RUNNING
+        await finish(db, job.id, J.COMPLETED)
+        f = await assert_counters_exact(db, flow.id)
+        assert f.status is FlowStatus.RUNNING, f.progress
+    assert (f.progress.completed, f.progress.pending, f.progress.running) == (2, 2, 0)
+    (c,) = await claim(db, "q-c")
+    await finish(db, c.id, J.COMPLETED)
+    (root,) = await claim(db, "q-root")
+    await finish(db, root.id, J.COMPLETED)
+    seen = await flow_event_statuses(db, flow.id)
+    assert seen[0] == (EventType.FLOW_CREATED.value, FlowStatus.PENDING.value)
+    assert [s for _, s in seen[1:-1]] == [FlowStatus.RUNNING.value] * (len(seen) - 2)
+    assert seen[-1] == (EventType.FLOW_COMPLETED.value, FlowStatus.COMPLETED.value)
+
+
+async def test_a_flow_whose_jobs_all_ended_with_a_cancel_is_cancelled(db: Database) -> None:
+    """One job cancelled on its own (not the flow), the rest completed or cancelled with
+    it, none failed: the flow is finished (cancelled), never running forever."""
+    flow, _ = await make_flow(db, node("root", "q-root", node("a", "q-a"), node("b", "q-b")))
+    (a,) = await claim(db, "q-a")
+    await finish(db, a.id, J.COMPLETED)
+    b = (await job_list(db, flow.id))["b"]
+    async with db.write() as conn:
+        await change_job(conn, b.id, lambda j: plan_cancel(j, now()), tenant=None,
+                         actor="test", now=now())
+    jobs = await job_list(db, flow.id)
+    assert jobs["root"].status is J.CANCELLED  # it can never run now
+    f = await assert_counters_exact(db, flow.id)
+    assert f.status is FlowStatus.CANCELLED
+    assert f.completed_at is not None
+    assert (await flow_event_statuses(db, flow.id))[-1] == (
+        EventType.FLOW_CANCELLED.value, FlowStatus.CANCELLED.value)
+
+
+async def test_a_flow_reopened_by_a_retry_drops_the_error_of_its_failure(db: Database) -> None:
+    flow, _ = await make_flow(db, node("root", "q-root"))
+    (root,) = await claim(db, "q-root")
+    await finish(db, root.id, J.FAILED, error={"message": "boom"})
+    f = await assert_counters_exact(db, flow.id)
+    assert f.status is FlowStatus.FAILED and f.error is not None
+    async with db.write() as conn:
+        await change_job(conn, root.id, lambda j: plan_retry(j, now()), tenant=None,
+                         actor="test", now=now())
+    (root,) = await claim(db, "q-root")
+    f = await assert_counters_exact(db, flow.id)
+    assert (f.status, f.error, f.completed_at) == (FlowStatus.RUNNING, None, None)
+    await finish(db, root.id, J.COMPLETED, result=1)
+    f = await assert_counters_exact(db, flow.id)
+    assert (f.status, f.error, f.result) == (FlowStatus.COMPLETED, None, 1)

@@ -2,6 +2,7 @@
 checkpoint, cancel at the next checkpoint, and coalesced progress writes."""
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -190,3 +191,52 @@ async def test_progress_of_a_job_without_phases(app: App, running: Running) -> N
         gate.set()
         await app.wait(job.id, timeout=10)
     assert seen.progress is not None and seen.progress.percentage == 40.0
+
+
+async def test_throttled_progress_is_stored_without_another_checkpoint(
+    app: App, running: Running, db_url: str
+) -> None:
+    """Two advances inside the throttle interval, then a long step with no checkpoint: the
+    trailing write still stores what was reported, while the step runs."""
+    app.settings = app.settings.model_copy(update={"progress_interval_seconds": 0.5})
+    gate = asyncio.Event()
+    threaded = threading.Event()
+
+    @app.task(phases=["loading", "indexing"])
+    async def ingest(ctx: JobContext) -> None:
+        async with ctx.phase("loading", total=10) as phase:
+            await phase.advance()
+            await phase.advance()
+            await gate.wait()  # a long step: no checkpoint until it ends
+
+    @app.task(phases=["loading"])
+    def ingest_sync(ctx: SyncJobContext) -> None:
+        with ctx.phase("loading", total=10) as phase:
+            phase.advance()
+            phase.advance(2)
+            threaded.wait(20)
+
+    @app.task
+    async def download(ctx: JobContext) -> None:
+        await ctx.progress(1, 100)
+        await ctx.progress(7, 100)
+        await gate.wait()
+
+    phased = await app.enqueue("ingest")
+    synced = await app.enqueue("ingest_sync")
+    plain = await app.enqueue("download")
+    try:
+        async with running(app, concurrency=3):
+            await _until(app, phased.id, lambda j: j.phases[0].done == 2)
+            await _until(app, synced.id, lambda j: j.phases[0].done == 3)
+            await _until(app, plain.id, lambda j: j.progress is not None
+                         and j.progress.done == 7)
+            seen = await _seen(db_url, phased.id)
+            assert (seen.phases[0].done, seen.phases[0].total) == (2, 10)
+            gate.set()
+            threaded.set()
+            for job in (phased, synced, plain):
+                assert (await app.wait(job.id, timeout=10)).status is JobStatus.COMPLETED
+    finally:
+        gate.set()
+        threaded.set()

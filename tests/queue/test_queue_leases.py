@@ -59,6 +59,23 @@ async def test_an_expired_lease_on_the_last_attempt_fails_stalled(
     assert [e.to_status for e in history] == ["pending", "running", "failed"]
 
 
+async def test_a_job_completed_after_a_stall_keeps_no_error(
+    app: App, running: Running
+) -> None:
+    """Attempt 1 stalled, attempt 2 completed: the completed job carries no error."""
+    @app.task
+    async def orphan(ctx: JobContext) -> str:
+        return f"attempt {ctx.attempt}"
+
+    job = await app.enqueue("orphan", _max_attempts=2)
+    await _claim_as_dead_worker(app, lease_seconds=-1)
+    await reap(app.db)
+    async with running(app):
+        done = await app.wait(job.id, timeout=10)
+    assert (done.status, done.attempt, done.result) == (JobStatus.COMPLETED, 2, "attempt 2")
+    assert done.error is None
+
+
 async def test_a_worker_never_reaps_the_jobs_it_holds(app: App) -> None:
     """Their lease ran out while the database was down (R6): the holder is alive and
     writes their outcome when it answers again; only other reapers may stall them."""

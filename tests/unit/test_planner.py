@@ -504,6 +504,26 @@ def test_stall_on_the_last_attempt_fails() -> None:
     assert "w1" in after.error["message"]
 
 
+@pytest.mark.parametrize("outcome", [J.COMPLETED, J.FAILED, J.CANCELLED])
+def test_a_finished_attempt_carries_only_its_own_error(outcome: JobStatus) -> None:
+    """Attempt 1 stalled, attempt 2 ran: the earlier error is kept while the retry waits
+    (it says why), and cleared when the next attempt starts."""
+    retried = plan_stall(claimed(make_job(max_attempts=2)), T0, retry_at=None).after
+    assert retried.error is not None and retried.error["code"] == "stalled"
+    second = claimed(retried)
+    assert (second.attempt, second.error) == (2, None)
+    done = plan_finish(second, outcome, T0).after
+    assert (done.status, done.error) == (outcome, None)
+
+
+def test_an_external_start_clears_the_last_attempt_error_unless_it_reports_one() -> None:
+    retried = plan_finish(claimed(make_job((), max_attempts=3)), J.FAILED, T0,
+                          error={"message": "boom"}).after
+    assert plan_update(retried, JobUpdate(status=J.RUNNING), T0).after.error is None
+    reported = plan_update(retried, JobUpdate(status=J.RUNNING, error={"message": "w"}), T0)
+    assert reported.after.error == {"message": "w"}
+
+
 @pytest.mark.parametrize("status", [J.FAILED, J.CANCELLED])
 def test_cascade_of_a_pending_parent(status: JobStatus) -> None:
     parent = make_job((), children=2)

@@ -183,9 +183,12 @@ def test_check_phase_transition(
         # rule 3: any running or paused
         pytest.param([P.COMPLETED, P.RUNNING, P.NOT_STARTED], False, J.RUNNING, id="3-running"),
         pytest.param([P.COMPLETED, P.PAUSED, P.NOT_STARTED], False, J.RUNNING, id="3-paused"),
+        # rule 3: some completed, the rest not started: between two phases, still running
+        pytest.param([P.COMPLETED, P.NOT_STARTED], False, J.RUNNING, id="3-between-phases"),
+        pytest.param([P.COMPLETED, P.COMPLETED, P.NOT_STARTED, P.NOT_STARTED], True,
+                     J.RUNNING, id="3-between-phases-later"),
         # rule 4: otherwise pending
         pytest.param([P.NOT_STARTED] * 3, False, J.PENDING, id="4-none-started"),
-        pytest.param([P.COMPLETED, P.NOT_STARTED], False, J.PENDING, id="4-between-phases"),
         pytest.param([P.CANCELLED, P.NOT_STARTED], False, J.PENDING, id="4-cancel-not-derived"),
     ],
 )
@@ -211,11 +214,17 @@ def test_job_status_from_phases(
         # rule 4: any job running
         pytest.param({J.RUNNING: 1, J.PENDING: 5}, False, FlowStatus.RUNNING, id="4"),
         pytest.param({J.RUNNING: 1, J.COMPLETED: 5}, False, FlowStatus.RUNNING, id="4-partly-done"),
+        # rule 4: any job finished (the flow has started), the next not claimed yet
+        pytest.param({J.PENDING: 2, J.COMPLETED: 2}, False, FlowStatus.RUNNING, id="4-between"),
+        pytest.param({J.PENDING: 1, J.CANCELLED: 1}, False, FlowStatus.RUNNING,
+                     id="4-one-cancelled-others-left"),
+        # every job finished, some cancelled (not by a user of the flow), none failed: the
+        # flow is over, and it is cancelled rather than running forever
+        pytest.param({J.CANCELLED: 1, J.COMPLETED: 1}, False, FlowStatus.CANCELLED,
+                     id="4-all-finished-some-cancelled"),
+        pytest.param({J.CANCELLED: 3}, False, FlowStatus.CANCELLED, id="4-all-cancelled"),
         # rule 5: otherwise pending
         pytest.param({J.PENDING: 3}, False, FlowStatus.PENDING, id="5"),
-        pytest.param({J.PENDING: 1, J.COMPLETED: 1}, False, FlowStatus.PENDING, id="5-between"),
-        pytest.param({J.CANCELLED: 1, J.COMPLETED: 1}, False, FlowStatus.PENDING,
-                     id="5-job-cancelled-flow-not"),
         pytest.param({}, False, FlowStatus.PENDING, id="5-empty"),
     ],
 )
