@@ -90,7 +90,8 @@ def plan_flow(
     """Move the counters, derive the status, and say which event announces it."""
     progress = flow.progress.moved(deltas)
     is_cancelled = flow.cancelled if cancelled is None else cancelled
-    status = flow_status(progress.counts(), cancelled_by_user=is_cancelled)
+    status = flow_status(progress.counts(), cancelled_by_user=is_cancelled,
+                         started=flow.started_at is not None)
     after = replace(flow, progress=progress, status=status, cancelled=is_cancelled,
                     updated_at=now)
     if status is FlowStatus.RUNNING and flow.started_at is None:

@@ -217,7 +217,7 @@ def job_status_from_phases(
 
 
 def flow_status(
-    counts: Mapping[JobStatus, int], *, cancelled_by_user: bool = False
+    counts: Mapping[JobStatus, int], *, cancelled_by_user: bool = False, started: bool = False
 ) -> FlowStatus:
     """A flow's status from how many of its jobs are in each status (status.md).
 
@@ -226,8 +226,9 @@ def flow_status(
     that a flow whose jobs have all finished, some cancelled, is cancelled (it is over and
     can never complete); 5. otherwise (no job started yet) -> pending.
 
-    So a flow between two jobs (one finished, the next not claimed yet) stays running;
-    only a retry that leaves no job running or finished takes it back to pending.
+    So a flow between two jobs (one finished, the next not claimed yet) stays running,
+    and a flow that ``started`` stays running while its jobs wait for a retry: it never
+    goes back to pending.
     """
     total = sum(counts.values())
     if counts.get(JobStatus.FAILED, 0) > 0:
@@ -239,7 +240,7 @@ def flow_status(
     active = counts.get(JobStatus.PENDING, 0) + counts.get(JobStatus.RUNNING, 0)
     if total > 0 and active == 0:
         return FlowStatus.CANCELLED  # all finished, none failed, not all completed
-    if active < total or counts.get(JobStatus.RUNNING, 0) > 0:
+    if started or active < total or counts.get(JobStatus.RUNNING, 0) > 0:
         return FlowStatus.RUNNING
     return FlowStatus.PENDING
 

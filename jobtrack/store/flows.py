@@ -178,7 +178,8 @@ async def settle_flow(conn: AsyncConnection, flow_id: str, *, now: datetime, act
     if row is None:
         raise not_found(flow_id)
     flow = flow_from_row(row)
-    status = flow_status(flow.progress.counts(), cancelled_by_user=flow.cancelled)
+    status = flow_status(flow.progress.counts(), cancelled_by_user=flow.cancelled,
+                         started=flow.started_at is not None)
     if status is flow.status:
         return flow
     after = replace(flow, status=status, updated_at=now,

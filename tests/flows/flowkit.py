@@ -91,7 +91,8 @@ async def assert_counters_exact(db: Database, flow_id: str) -> Flow:
     counted = await recount(db, flow_id)
     assert flow.progress.counts() == counted, (flow.progress, counted)
     assert flow.progress.total == sum(counted.values())
-    assert flow.status == flow_status(counted, cancelled_by_user=flow.cancelled)
+    assert flow.status == flow_status(counted, cancelled_by_user=flow.cancelled,
+                                      started=flow.started_at is not None)
     return flow
 
 

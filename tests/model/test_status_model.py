@@ -149,6 +149,8 @@ def expected_flow_statuses(
         return {F.COMPLETED}
     if cancelled:
         return {F.CANCELLED} | ({F.RUNNING, F.PENDING} if reopened else set())
+    if not counts[J.PENDING] and not counts[J.RUNNING]:
+        return {F.CANCELLED}  # every job finished, some cancelled: it can never complete
     if counts[J.RUNNING] or counts[J.COMPLETED] or counts[J.CANCELLED]:
         return {F.RUNNING}
     if reopened:
