@@ -62,13 +62,16 @@ def _bar(done: float, total: float | None, pct: float | None) -> Text:
 
 
 def _progress(job: Job) -> str:
-    """The job's own progress, else its current phase's (``load 50%``)."""
+    """The job's progress (a phased job's from its phases) and its current phase's
+    (``12.5% (load 50%)``)."""
+    shown = []
     if job.progress is not None and job.progress.percentage is not None:
-        return f"{job.progress.percentage:g}%"
+        shown.append(f"{job.progress.percentage:g}%")
     phase = job.current_phase
     if phase is not None and phase.progress.percentage is not None:
-        return f"{phase.name} {phase.progress.percentage:g}%"
-    return ""
+        current = f"{phase.name} {phase.progress.percentage:g}%"
+        shown.append(f"({current})" if shown else current)
+    return " ".join(shown)
 
 
 def render_job(job: Job, history: Sequence[StoredEvent] = ()) -> RenderableType:

@@ -206,7 +206,45 @@ class Change:
 _BOOKKEEPING: Final = frozenset({"updated_at", "worker_id", "lease_expires_at", "version"})
 
 
+def progress_from_phases(phases: Sequence[Phase]) -> Progress | None:
+    """How far a phased job is, from its phases; None before any phase started.
+
+    Weighted by the phases' totals when every total is known (a completed phase counts
+    its whole total); otherwise by count: a completed phase counts 1, any other its
+    ``done / total`` when its total is known, else 0, out of the number of phases.
+    """
+    started, weighted = False, True
+    total: float = 0
+    done: float = 0
+    counted = 0.0
+    for p in phases:  # one pass: this runs on every change of a phased job
+        status, size = p.status, p.total
+        if status is not PhaseStatus.NOT_STARTED:
+            started = True
+        if size is None or size <= 0:
+            weighted = False
+            if status is PhaseStatus.COMPLETED:
+                counted += 1.0
+            continue
+        total += size
+        part = size if status is PhaseStatus.COMPLETED or p.done > size else p.done
+        done += part
+        counted += part / size
+    if not started:
+        return None
+    if weighted:
+        return Progress(done, total)
+    return Progress(round(counted, 6), len(phases))
+
+
 def _diff(before: Job, after: Job, now: datetime) -> Change:
+    if after.phases and after.phases is not before.phases \
+            and after.progress is before.progress:
+        # a phased job's progress follows its phases once one started; a progress reported
+        # for the job itself stands until its phases next move
+        derived = progress_from_phases(after.phases)
+        if derived is not None and derived != after.progress:
+            after = replace(after, progress=derived)
     old = before.__dict__
     # most fields of a planned job are the very objects of the job it was copied from:
     # "is" settles them without calling __eq__ (this is on every worker's hot path)
@@ -516,10 +554,16 @@ def plan_cancel(job: Job, now: datetime) -> Change:
 
 
 def plan_retry(job: Job, now: datetime) -> Change:
-    """The explicit retry action: a failed or cancelled job runs again as a new attempt."""
+    """The explicit retry action: a failed or cancelled job runs again as a new attempt.
+
+    A job that used up its attempts gets one more: ``max_attempts`` rises to the attempt
+    the retry starts, so the attempt never exceeds it (no "attempt 2 of 1").
+    """
     check_transition(job.status, JobStatus.PENDING, Action.RETRY)
+    retried = _to_retry(job, now, None)
     after = replace(
-        _to_retry(job, now, None),
+        retried,
+        max_attempts=max(job.max_attempts, retried.attempt),
         result=None,
         error=None,
         cancel_requested=False,
@@ -531,7 +575,13 @@ def plan_retry(job: Job, now: datetime) -> Change:
 def plan_pause(
     job: Job, now: datetime, phase: str | None = None, *, resume: bool = False
 ) -> Change:
-    """Pause (or resume) a phase of a running job; without a name, its current phase."""
+    """Pause (or resume) a phase of a running job; without a name, its current phase.
+
+    A name the job does not declare is refused first (422, naming it), whatever the
+    job's status: no state of the job would make it valid.
+    """
+    if phase is not None:
+        job.phase_index(phase)
     if job.status is not JobStatus.RUNNING:
         raise Conflict(
             f"only a running job can be {'resumed' if resume else 'paused'}; "

@@ -46,10 +46,19 @@ def iso(value: datetime | None) -> str | None:
     return value.isoformat(timespec="microseconds")[:-6] + "Z"  # "+00:00" -> "Z"
 
 
+def number(value: float | None) -> float | None:
+    """One number form on the wire: an integral value is an integer (``6``, never ``6.0``,
+    whether it was reported as an int or read back from a float column), others floats."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def progress_to_wire(progress: Progress | None) -> dict[str, Any] | None:
     if progress is None:
         return None
-    return {"done": progress.done, "total": progress.total, "percentage": progress.percentage}
+    return {"done": number(progress.done), "total": number(progress.total),
+            "percentage": number(progress.percentage)}
 
 
 def phase_to_wire(phase: Phase) -> dict[str, Any]:
@@ -123,7 +132,7 @@ def flow_progress_to_wire(progress: FlowProgress) -> dict[str, Any]:
         "cancelled": progress.cancelled,
         "running": progress.running,
         "pending": progress.pending,
-        "percentage": progress.percentage,
+        "percentage": number(progress.percentage),
     }
 
 

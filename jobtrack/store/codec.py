@@ -109,7 +109,6 @@ def job_insert_values(job: Job) -> dict[str, Any]:
         "flow_id": job.flow_id,
         "parent_job_id": job.parent_job_id,
         "children_left": job.children_left,
-        "max_attempts": job.max_attempts,
         "priority": job.priority,
         "idempotency_key": job.idempotency_key,
         "created_at": job.created_at,
@@ -128,6 +127,7 @@ def job_update_values(job: Job) -> dict[str, Any]:
         "progress_done": None if job.progress is None else job.progress.done,
         "progress_total": None if job.progress is None else job.progress.total,
         "attempt": job.attempt,
+        "max_attempts": job.max_attempts,  # a manual retry of an exhausted job raises it
         "run_at": job.run_at,
         "cancel_requested": job.cancel_requested,
         "worker_id": job.worker_id,

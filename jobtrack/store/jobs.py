@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from jobtrack.domain.ids import is_id
 from jobtrack.domain.jobs import Change, Job
 from jobtrack.domain.status import JobStatus
-from jobtrack.errors import NotFound, ValidationFailed
+from jobtrack.errors import Conflict, NotFound, ValidationFailed
 from jobtrack.store import bulk
 from jobtrack.store.codec import (
     job_from_row,
@@ -63,12 +63,22 @@ async def insert_jobs(
         ).returning(jobs.c.id)
         inserted_ids = set()
         for job in keyed:  # one by one: RETURNING must say which rows went in
-            got = await conn.scalar(stmt.values(job_insert_values(job)))
-            if got is not None:
-                inserted_ids.add(str(got))
+            key = (job.tenant, job.idempotency_key or "")
+            for _ in range(3):
+                got = await conn.scalar(stmt.values(job_insert_values(job)))
+                if got is not None:
+                    inserted_ids.add(str(got))
+                    break
+                first = await _by_idempotency_key(conn, *key)
+                if first is not None:
+                    existing[key] = first
+                    break
+                # the job holding the key went away between the two statements (deleted
+                # by retention meanwhile): the key is free again, so try once more
             else:
-                key = (job.tenant, job.idempotency_key or "")
-                existing[key] = await _by_idempotency_key(conn, *key)
+                raise Conflict("idempotency key is being used by a concurrent request; "
+                               "send the request again",
+                               details={"idempotencyKey": job.idempotency_key})
         plain = [j for j in new if j.idempotency_key is None]
         if plain:
             await conn.execute(insert(jobs), [job_insert_values(j) for j in plain])
@@ -93,16 +103,14 @@ async def insert_jobs(
     return out
 
 
-async def _by_idempotency_key(conn: AsyncConnection, tenant: str, key: str) -> Job:
+async def _by_idempotency_key(conn: AsyncConnection, tenant: str, key: str) -> Job | None:
     rows = await conn.execute(
         select_jobs_with_phases()
         .where(jobs.c.tenant == tenant, jobs.c.idempotency_key == key)
         .order_by("p_position")
     )
     found = jobs_from_joined_rows(rows.mappings())
-    if not found:  # inserted by a transaction we cannot see yet
-        raise ValidationFailed("idempotency key is being used by a concurrent request")
-    return found[0]
+    return found[0] if found else None
 
 
 async def get_job(conn: AsyncConnection, job_id: str, *, tenant: str | None) -> Job | None:

@@ -266,3 +266,49 @@ async def test_concurrent_creates_with_one_key_store_one_job(api: Api, db: Datab
     assert all(r.status_code < 500 for r in answers)
     assert len({r.json()["jobId"] for r in answers if r.status_code < 300}) == 1
     assert await count_rows(db) == 1
+
+
+async def test_a_phased_job_answers_how_far_it_is_in_one_number_form(api: Api) -> None:
+    """The job's own ``progress`` comes from its phases (it was null for phased jobs), and
+    numbers look the same in a PATCH answer and in a later GET (read back from storage)."""
+    job = await api.create(phases=["load", "embed", "index", "notify"])
+    url = f"/jobs/{job['jobId']}"
+    assert job["progress"] is None  # nothing started yet
+    answered = (await api.client.patch(url, json={
+        "phase": {"name": "load", "progress": {"done": 1, "total": 4}}},
+        headers=api.auth())).json()
+    got = (await api.client.get(url, headers=api.auth())).json()
+    assert answered["progress"] == got["progress"] == {
+        "done": 0.25, "total": 4, "percentage": 6.25}
+    for body in (answered, got):
+        load = body["phases"][0]["progress"]
+        assert load == {"done": 1, "total": 4, "percentage": 25}
+        assert [type(load[k]) for k in ("done", "total", "percentage")] == [int] * 3
+    await api.client.patch(url, json={"phase": {"name": "load", "status": "completed"}},
+                           headers=api.auth())
+    got = (await api.client.get(url, headers=api.auth())).json()
+    assert got["progress"] == {"done": 1, "total": 4, "percentage": 25}
+    listed = (await api.client.get("/jobs", headers=api.auth())).json()["items"]
+    assert [j["progress"] for j in listed if j["jobId"] == job["jobId"]] == [got["progress"]]
+
+
+async def test_a_key_reused_concurrently_answers_the_first_job_or_409(
+    api: Api, db: Database
+) -> None:
+    """Concurrent creates with one Idempotency-Key, same or different bodies: one 201, the
+    others the stored job (200) or 409 conflict; never 422 (the request was valid)."""
+    for round_ in range(6):
+        answers = await asyncio.gather(*(
+            api.client.post("/jobs", headers=api.auth(), json={
+                "queueName": "q", "name": "n", "idempotencyKey": f"race-{round_}",
+                "data": {"v": i % 2}})
+            for i in range(8)))
+        codes = [r.status_code for r in answers]
+        assert set(codes) <= {200, 201, 409} and codes.count(201) == 1, [
+            r.text for r in answers]
+        ids = {r.json()["jobId"] for r in answers if r.status_code < 300}
+        assert len(ids) == 1
+        for r in answers:
+            if r.status_code == 409:
+                assert r.json()["error"]["code"] == "conflict"
+    assert await count_rows(db) == 6

@@ -128,6 +128,26 @@ async def test_pause_and_resume_reach_the_worker_in_its_reports(api: Api) -> Non
                  409, "conflict")
 
 
+async def test_an_unknown_phase_is_422_whatever_the_job_status(api: Api) -> None:
+    """The phase name is checked before the job's state: 422 naming the phase, never a
+    409 that suggests waiting would help."""
+    job = await api.create(phases=["one", "two"])
+    flat = await api.create()
+    for url in (f"/jobs/{job['jobId']}", f"/jobs/{flat['jobId']}"):  # pending
+        for action in ("pause", "resume"):
+            err = assert_error(await api.client.post(f"{url}/phases/zzz/{action}",
+                                                     headers=api.auth()), 422,
+                               "validation_error")
+            assert err["details"]["value"] == "zzz" and "zzz" in err["message"]
+    await api.client.post(f"/jobs/{job['jobId']}/cancel", headers=api.auth())
+    err = assert_error(await api.client.post(f"/jobs/{job['jobId']}/phases/zzz/pause",
+                                             headers=api.auth()), 422, "validation_error")
+    assert err["details"]["accepted"] == ["one", "two"]
+    # a declared phase of a job that is not running is still a conflict
+    assert_error(await api.client.post(f"/jobs/{job['jobId']}/phases/one/pause",
+                                       headers=api.auth()), 409, "conflict")
+
+
 async def test_retry_runs_a_failed_or_cancelled_job_again(api: Api) -> None:
     job = await api.create()
     url = f"/jobs/{job['jobId']}"

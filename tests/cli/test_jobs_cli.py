@@ -100,7 +100,8 @@ def test_jobs_ls_lists_newest_first_and_filters(db_url: str) -> None:
     rows = {line.split("│")[-2].strip(): line for line in out.splitlines()
             if line.count("│") > 5}
     assert "running" in rows[jobs.phased] and "acme" in rows[jobs.phased]
-    assert "load 50%" in rows[jobs.phased]  # the current phase's progress
+    # the job's progress from its phases (1 of 2 phases half done), and the current phase's
+    assert "25% (load 50%)" in rows[jobs.phased]
     assert "failed" in rows[jobs.failed] and "globex" in rows[jobs.other]
 
     code, out, _ = invoke(db_url, "jobs", "ls", "--tenant", "acme", "--status", "running")
@@ -127,6 +128,8 @@ def test_jobs_show_prints_phases_outcome_and_history(db_url: str) -> None:
     assert f"job {jobs.phased} ingest running step=load queue=ingest" in out
     load = next(line for line in out.splitlines() if line.startswith("load "))
     assert PhaseStatus.RUNNING.value in load and "50%  5/10" in load
+    overall = next(line for line in out.splitlines() if line.startswith("progress "))
+    assert "25%  0.5/2" in overall  # by count: half of the first of two phases
     index = next(line for line in out.splitlines() if line.startswith("index "))
     assert PhaseStatus.NOT_STARTED.value in index
     assert '"documentId": "d1"' in out
@@ -155,7 +158,8 @@ def test_jobs_cancel_and_retry(db_url: str) -> None:
     code, _, err = invoke(db_url, "jobs", "cancel", jobs.phased)
     assert code == 0 and "cancel requested" in err
     code, _, err = invoke(db_url, "jobs", "retry", jobs.failed)
-    assert code == 0 and "pending again (attempt 2" in err
+    # its one attempt was used up: the retry gives it one more, never "attempt 2 of 1"
+    assert code == 0 and "pending again (attempt 2 of 2)" in err
     code, _, err = invoke(db_url, "jobs", "retry", jobs.phased)
     assert code == 1 and "cannot move" in err
     code, _, err = invoke(db_url, "jobs", "cancel", MISSING)
@@ -167,6 +171,7 @@ def test_jobs_cancel_and_retry(db_url: str) -> None:
     assert by_id[jobs.phased]["status"] == JobStatus.RUNNING
     assert by_id[jobs.phased]["cancelRequested"] is True
     assert by_id[jobs.failed]["status"] == JobStatus.PENDING
+    assert (by_id[jobs.failed]["attempt"], by_id[jobs.failed]["maxAttempts"]) == (2, 2)
     assert by_id[jobs.failed]["attempt"] == 2 and by_id[jobs.failed]["error"] is None
     code, out, _ = invoke(db_url, "jobs", "show", jobs.failed)
     history = out[out.index("history"):].splitlines()

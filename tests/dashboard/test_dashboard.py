@@ -206,12 +206,16 @@ def test_lists_a_job_s_phases_and_follows_changes_live(server: Server, page: Any
         expect(detail.locator('tr[data-phase="indexing"] .badge')).to_have_text(
             PhaseStatus.NOT_STARTED)
         expect(detail.locator(".history tbody tr")).to_have_count(2)  # created, started
+        # the job's own bar, from its phases (by count: 0.3 of 2 phases)
+        ingest_bar = page.locator(f'#jobs-body tr[data-job-id="{ingest}"] .label')
+        expect(ingest_bar).to_have_text("15% (0.3/2)")
 
         page.evaluate("window.__sameDocument = true")
         # changes made over HTTP show up without a reload
         _ok(api.patch(f"/jobs/{ingest}", json={"phase": {
             "name": "loading", "progress": {"done": 7, "total": 10}}}))
         expect(loading.locator(".label")).to_have_text("70% (7/10)")
+        expect(ingest_bar).to_have_text("35% (0.7/2)")
         _ok(api.patch(f"/jobs/{mail}", json={"status": JobStatus.RUNNING}))
         expect(page.locator(f'#jobs-body tr[data-job-id="{mail}"] .badge')).to_have_text(
             JobStatus.RUNNING)

@@ -18,6 +18,7 @@ from jobtrack.domain.jobs import (
     Change,
     Job,
     JobUpdate,
+    Phase,
     PhaseUpdate,
     Progress,
     new_job,
@@ -30,6 +31,7 @@ from jobtrack.domain.jobs import (
     plan_retry,
     plan_stall,
     plan_update,
+    progress_from_phases,
 )
 from jobtrack.domain.status import (
     GENERIC_ALIASES,
@@ -230,7 +232,7 @@ def check_job(job: Job) -> None:
     if job.status is J.PENDING:
         assert all(s is P.NOT_STARTED for s in statuses(job)), statuses(job)
         assert not job.cancel_requested, "a requested cancel was lost to a retry"
-    assert job.attempt >= 1
+    assert 1 <= job.attempt <= job.max_attempts, (job.attempt, job.max_attempts)
 
 
 def check_change(op: Op, before: Job, change: Change) -> None:
@@ -502,6 +504,58 @@ def test_stall_on_the_last_attempt_fails() -> None:
     assert after.error is not None
     assert after.error["code"] == "stalled"
     assert "w1" in after.error["message"]
+
+
+@pytest.mark.parametrize(("max_attempts", "expected"), [(1, 2), (2, 2), (3, 3)])
+def test_a_manual_retry_allows_the_attempt_it_starts(max_attempts: int, expected: int) -> None:
+    """Attempt 1 ended (failed at its last attempt, or cancelled): the retry is attempt 2,
+    and max_attempts is at least that; an exhausted job gets one more attempt."""
+    job = plan_finish(claimed(make_job((), max_attempts=max_attempts)), J.CANCELLED, T0).after
+    if max_attempts == 1:
+        job = plan_finish(claimed(make_job((), max_attempts=1)), J.FAILED, T0).after
+    after = plan_retry(job, T0).after
+    assert (after.attempt, after.max_attempts) == (2, expected)
+    assert not after.attempts_left if expected == 2 else after.attempts_left
+
+
+def _ph(status: PhaseStatus, done: float = 0, total: float | None = None) -> Phase:
+    return Phase(name=f"p{done}{total}{status}", status=status, done=done, total=total)
+
+
+@pytest.mark.parametrize(("phases", "expected"), [
+    pytest.param([], None, id="no-phases"),
+    pytest.param([_ph(P.NOT_STARTED)] * 3, None, id="not-started"),
+    # every total known: weighted by the totals
+    pytest.param([_ph(P.COMPLETED, 10, 10), _ph(P.RUNNING, 15, 30)], Progress(25, 40),
+                 id="weighted"),
+    pytest.param([_ph(P.COMPLETED, 3, 10), _ph(P.RUNNING, 50, 30)], Progress(40, 40),
+                 id="weighted-completed-counts-whole-running-capped"),
+    # a total unknown: by count, completed phases 1, a running one done/total if known
+    pytest.param([_ph(P.COMPLETED), _ph(P.RUNNING, 1, 4), _ph(P.NOT_STARTED),
+                  _ph(P.NOT_STARTED)], Progress(1.25, 4), id="count"),
+    pytest.param([_ph(P.COMPLETED, 5, 5), _ph(P.PAUSED, 3), _ph(P.NOT_STARTED)],
+                 Progress(1, 3), id="count-running-total-unknown"),
+    pytest.param([_ph(P.COMPLETED), _ph(P.COMPLETED)], Progress(2, 2), id="all-completed"),
+])
+def test_progress_from_phases(phases: list[Phase], expected: Progress | None) -> None:
+    assert progress_from_phases(phases) == expected
+
+
+def test_a_phased_job_shows_how_far_it_is() -> None:
+    job = claimed(make_job())
+    assert job.progress == Progress(0, 4)
+    job = update(job, phase=PhaseUpdate("loading", progress=Progress(5, 10)))
+    assert job.progress is not None and job.progress.percentage == 12.5
+    job = update(job, phase=PhaseUpdate("loading", status=P.COMPLETED))
+    assert job.progress == Progress(1, 4)
+    # a progress reported for the job itself stands until its phases next move
+    reported = update(job, progress=Progress(90, 100))
+    assert reported.progress == Progress(90, 100)
+    moved = update(reported, phase=PhaseUpdate("chunking", progress=Progress(1, 2)))
+    assert moved.progress == Progress(1.5, 4)
+    assert plan_finish(reported, J.COMPLETED, T0).after.progress == Progress(4, 4)
+    # without phases, the reported progress stays
+    assert update(claimed(make_job(())), progress=Progress(9, 10)).progress == Progress(9, 10)
 
 
 @pytest.mark.parametrize("outcome", [J.COMPLETED, J.FAILED, J.CANCELLED])
