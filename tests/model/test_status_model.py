@@ -216,6 +216,7 @@ def check_history(
     assert status == job["status"], f"job {job['jobId']}: history ends {status}, job is " \
         f"{job['status']}"
     assert attempt == job["attempt"], f"job {job['jobId']}: history attempt {attempt}"
+    assert job["attempt"] <= job["maxAttempts"], f"job {job['jobId']}: attempt past the last"
 
 
 def check_error(job: dict[str, Any], error_attempt: int | None) -> None:
