@@ -219,6 +219,33 @@ def check_history(
     assert job["attempt"] <= job["maxAttempts"], f"job {job['jobId']}: attempt past the last"
 
 
+def phases_percentage(phases: list[dict[str, Any]]) -> float | None:
+    """How far a phased job is, from its phases (state-machine.md, "Attempts, errors and
+    progress"); None before any phase started."""
+    if all(p["status"] == P.NOT_STARTED for p in phases):
+        return None
+    totals = [p["progress"]["total"] for p in phases]
+    parts = [None if not size or size <= 0 else
+             size if p["status"] == P.COMPLETED or p["progress"]["done"] > size
+             else p["progress"]["done"] for p, size in zip(phases, totals, strict=True)]
+    if all(part is not None for part in parts):
+        return 100.0 * sum(parts) / sum(totals)  # type: ignore[arg-type]
+    counted = sum((1.0 if p["status"] == P.COMPLETED else 0.0) if part is None
+                  else part / size for p, part, size in zip(phases, parts, totals, strict=True))
+    return 100.0 * counted / len(phases)
+
+
+def check_progress(job: dict[str, Any], before: dict[str, Any] | None) -> None:
+    """A phased job's progress comes from its phases each time they move."""
+    if not job["phases"] or (before is not None and before["phases"] == job["phases"]):
+        return
+    expected = phases_percentage(job["phases"])
+    got = None if job["progress"] is None else job["progress"]["percentage"]
+    assert (got is None) == (expected is None) and (
+        expected is None or abs(min(expected, 100.0) - got) <= 0.01), (
+        f"job {job['jobId']}: progress {job['progress']} from phases {job['phases']}")
+
+
 def check_error(job: dict[str, Any], error_attempt: int | None) -> None:
     """No terminal job carries another attempt's error; a completed job has none."""
     if job["status"] == J.COMPLETED:
@@ -568,6 +595,7 @@ class StatusContract(RuleBasedStateMachine):
         check_history(job, self.history.get(job_id, []), seen,
                       retried=job_id in self.notes.retried)
         check_phases(job)
+        check_progress(job, seen.wire)
         check_error(job, self.error_attempt(job, seen))
 
     def error_attempt(self, job: dict[str, Any], seen: Seen) -> int | None:
