@@ -9,11 +9,11 @@ import pytest
 from modelkit import new_tenant
 
 from jobtrack.api.app import create_app
-from jobtrack.domain.status import FlowStatus, JobStatus
+from jobtrack.domain.status import FlowStatus, JobStatus, PhaseStatus
 from jobtrack.settings import Settings
 from jobtrack.store.engine import Database
 
-J = JobStatus
+J, P = JobStatus, PhaseStatus
 
 
 @pytest.fixture
@@ -93,3 +93,17 @@ async def test_failing_a_waiting_retry_keeps_only_its_own_error(
     assert r.status_code == 200, r.text
     assert (r.json()["status"], r.json()["attempt"]) == (J.FAILED, 2)
     assert r.json()["error"] is None, "attempt 2 failed with attempt 1's error"
+
+
+async def test_a_phased_jobs_percentage_is_not_truncated(client: httpx.AsyncClient) -> None:
+    r = await client.post("/jobs", json={"queueName": "q", "name": "n",
+                                         "phases": ["load", "chunk", "index"]})
+    job_id = r.json()["jobId"]
+    await patch(client, job_id, status=J.RUNNING.value)
+    await patch(client, job_id, phase={"name": "load", "status": P.COMPLETED.value})
+    await patch(client, job_id, phase={"name": "chunk", "status": P.COMPLETED.value})
+    job = await patch(client, job_id, phase={"name": "index", "progress": {"done": 3,
+                                                                          "total": 10}})
+    # by count (not every total is known): 1 + 1 + 3/10 of 3 phases
+    assert job["progress"]["done"] == 2.3 and job["progress"]["total"] == 3
+    assert job["progress"]["percentage"] == 76.67  # 2.3 * 100 is 229.999...: not 76.33
