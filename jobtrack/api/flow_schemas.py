@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Annotated, Any, Final, Literal, Self
 
 from pydantic import (
+    ConfigDict,
     Field,
     ModelWrapValidatorHandler,
     PrivateAttr,
@@ -34,16 +35,21 @@ from jobtrack.api.schemas import (
     StatusIn,
     UtcDatetime,
 )
-from jobtrack.domain.spec import Submission, SubmissionNode
+from jobtrack.domain.spec import BULLMQ_UNSUPPORTED, Submission, SubmissionNode
 from jobtrack.domain.status import FlowStatus
 
-#: the ``opts`` of a flow job, as spelled on the wire
-FLOW_OPTS: Final = ("priority", "maxAttempts", "delaySeconds", "runAt", "phases")
+#: the ``opts`` of a flow job, as spelled on the wire (``attempts`` and ``delay``: BullMQ's)
+FLOW_OPTS: Final = ("priority", "maxAttempts", "delaySeconds", "runAt", "phases",
+                    "attempts", "delay")
 
 
 class FlowJobOpts(InputModel):
     """Options of one job of a flow. ``runAt`` and ``delaySeconds`` are alternatives;
-    a parent's start time counts from when its last child completes at the earliest."""
+    a parent's start time counts from when its last child completes at the earliest.
+    Beside these, BullMQ's ``attempts`` and ``delay`` (milliseconds) are taken (see
+    :func:`jobtrack.domain.spec.apply_bullmq`); ``priority`` here is jobtrack's."""
+
+    model_config = ConfigDict(extra="allow")
 
     priority: Annotated[StrictInt, Field(ge=-1_000_000, le=1_000_000), WHOLE] = Field(
         0, description="higher runs first within its queue")
@@ -58,9 +64,11 @@ class FlowJobOpts(InputModel):
     @model_validator(mode="before")
     @classmethod
     def _known_options(cls, data: Any) -> Any:
+        # BullMQ's other options pass on to the job specification, which names them as
+        # not supported; anything else is a typo
         if isinstance(data, dict):
-            unknown = sorted(k for k in data if k not in FLOW_OPTS and
-                             to_camel(k) not in FLOW_OPTS)
+            unknown = sorted(k for k in data if k not in FLOW_OPTS and to_camel(k) not in
+                             FLOW_OPTS and k not in BULLMQ_UNSUPPORTED and k != "jobId")
             if unknown:
                 raise PydanticCustomError(
                     "unknown_option",
@@ -96,7 +104,7 @@ class FlowJobIn(InputModel):
             Submission(name=self.name, data=self.data or {}, queue=self.queue_name,
                        phases=opts.phases, priority=opts.priority,
                        max_attempts=opts.max_attempts, run_at=opts.run_at,
-                       delay=opts.delay_seconds),
+                       delay=opts.delay_seconds, bullmq=opts.model_extra or None),
             [c.to_submission() for c in self.children or ()])
 
 

@@ -173,6 +173,10 @@ class JobCreate(InputModel):
         None, description="attempts before the job fails for good (server default if absent)")
     idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=200),
                                AfterValidator(clean_text)] | None = None
+    opts: JsonObject | None = Field(
+        None, description="BullMQ job options: attempts (-> maxAttempts), delay "
+        "(milliseconds), priority (BullMQ's: 0 first, larger later; jobtrack priority = "
+        "-priority), jobId (-> idempotencyKey); any other key is a 422")
 
     @model_validator(mode="after")
     def _one_start_time(self) -> Self:
@@ -183,10 +187,12 @@ class JobCreate(InputModel):
 
     def to_submission(self) -> Submission:
         """The job asked for, resolved against its task by :mod:`jobtrack.domain.spec`."""
+        # None when not given, so that opts.priority can be told from an explicit priority
+        priority = self.priority if "priority" in self.model_fields_set else None
         return Submission(
             name=self.name, data=self.data or {}, queue=self.queue_name, phases=self.phases,
-            priority=self.priority, max_attempts=self.max_attempts, run_at=self.run_at,
-            delay=self.delay_seconds, idempotency_key=self.idempotency_key)
+            priority=priority, max_attempts=self.max_attempts, run_at=self.run_at,
+            delay=self.delay_seconds, idempotency_key=self.idempotency_key, bullmq=self.opts)
 
 
 class ErrorIn(InputModel):

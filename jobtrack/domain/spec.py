@@ -19,7 +19,7 @@ its declaration's (see ``jobtrack.queue.execution``).
 """
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -68,6 +68,9 @@ class Submission:
     #: seconds (or a timedelta) from now; wins over ``run_at``
     delay: float | timedelta | None = None
     idempotency_key: str | None = None
+    #: BullMQ job options (``attempts``, ``delay``, ``priority``, ``jobId``), applied by
+    #: :func:`resolve` through :func:`apply_bullmq`
+    bullmq: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +89,7 @@ class JobSpec:
 
 #: options of ``App.enqueue`` (spelled with a leading underscore) and ``enqueue_many``
 ENQUEUE_OPTIONS: Final = frozenset({"queue", "priority", "delay", "run_at",
-                                    "idempotency_key", "max_attempts", "phases"})
+                                    "idempotency_key", "max_attempts", "phases", "opts"})
 #: options of a :class:`~jobtrack.queue.flows.FlowJob` (a flow job has no idempotency key)
 FLOW_OPTIONS: Final = ENQUEUE_OPTIONS - {"idempotency_key"}
 
@@ -102,12 +105,102 @@ def submission(name: str, data: Mapping[str, Any], options: Mapping[str, Any], *
                       f"{', '.join(prefix + o for o in sorted(accepted))}",
                       prefix + sorted(unknown)[0], accepted=sorted(accepted))
     phases = options.get("phases")
+    bullmq = options.get("opts")
+    if bullmq is not None and not isinstance(bullmq, Mapping):
+        raise _refuse(f"{prefix}opts must be a mapping of BullMQ job options", prefix + "opts")
     return Submission(
         name=name, data=data, queue=options.get("queue"),
         phases=None if phases is None else tuple(phases),
         priority=options.get("priority"), max_attempts=options.get("max_attempts"),
         run_at=options.get("run_at"), delay=options.get("delay"),
-        idempotency_key=options.get("idempotency_key"))
+        idempotency_key=options.get("idempotency_key"), bullmq=bullmq)
+
+
+#: BullMQ job options jobtrack maps onto its own fields
+BULLMQ_OPTIONS: Final = ("attempts", "delay", "priority", "jobId")
+#: BullMQ job options jobtrack has no equivalent for (refused by name)
+BULLMQ_UNSUPPORTED: Final = frozenset({
+    "backoff", "lifo", "repeat", "repeatJobKey", "removeOnComplete", "removeOnFail",
+    "stackTraceLimit", "timestamp", "parent", "sizeLimit", "failParentOnFailure",
+    "ignoreDependencyOnFailure", "removeDependencyOnFailure", "continueParentOnFailure",
+    "keepLogs", "prevMillis", "debounce", "deduplication", "rateLimiterKey", "telemetry",
+    "onChildFailure",
+})
+#: BullMQ priorities accepted: 0 (BullMQ's highest) .. this (jobtrack's lowest, negated)
+BULLMQ_MAX_PRIORITY: Final = 1_000_000
+#: BullMQ delays accepted, in milliseconds (ten years)
+BULLMQ_MAX_DELAY_MS: Final = 315_360_000_000
+
+
+def _whole(value: Any, key: str, low: int, high: int, where: str) -> int:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise _refuse(f"opts.{key} must be a whole number from {low} to {high}",
+                      f"{where}opts.{key}")
+    return value
+
+
+def apply_bullmq(sub: Submission, *, where: str = "",
+                 allow_job_id: bool = True) -> Submission:
+    """``sub`` with its BullMQ options mapped onto jobtrack's fields: ``attempts`` ->
+    max attempts, ``delay`` (milliseconds) -> start time, ``priority`` (BullMQ: 0 runs
+    first, larger runs later) -> ``-priority`` (jobtrack: higher runs first), ``jobId`` ->
+    idempotency key. Other BullMQ options and unknown keys are refused by name, and so is
+    an option that contradicts the same native field given beside it."""
+    opts = sub.bullmq
+    if not opts:
+        return sub
+    accepted = BULLMQ_OPTIONS if allow_job_id else tuple(
+        o for o in BULLMQ_OPTIONS if o != "jobId")
+    for key in opts:
+        if key in accepted:
+            continue
+        if key in BULLMQ_UNSUPPORTED or key == "jobId":
+            raise _refuse(f"the BullMQ option {key!r} is not supported"
+                          + ("" if key != "jobId" else " in a flow")
+                          + f"; supported: {', '.join(accepted)}",
+                          f"{where}opts.{key}", accepted=list(accepted))
+        raise _refuse(f"unknown option {key!r} in opts; supported: {', '.join(accepted)}",
+                      f"{where}opts.{key}", accepted=list(accepted))
+    changes: dict[str, Any] = {}
+
+    def native(key: str, current: Any, wanted: Any, field_name: str) -> None:
+        if current is not None and current != wanted:
+            raise _refuse(f"opts.{key} contradicts {field_name} ({wanted!r} against "
+                          f"{current!r}): give one", f"{where}opts.{key}")
+        changes[_FIELDS[key]] = wanted
+
+    if "attempts" in opts:
+        native("attempts", sub.max_attempts,
+               _whole(opts["attempts"], "attempts", 1, 1000, where), "maxAttempts")
+    if "priority" in opts:
+        native("priority", sub.priority,
+               -_whole(opts["priority"], "priority", 0, BULLMQ_MAX_PRIORITY, where),
+               "priority (jobtrack's, which is -opts.priority)")
+    if "jobId" in opts:
+        job_id = opts["jobId"]
+        if not isinstance(job_id, str) or not job_id.strip() or len(job_id) > 200:
+            raise _refuse("opts.jobId must be a non-blank string of at most 200 characters",
+                          f"{where}opts.jobId")
+        native("jobId", sub.idempotency_key, job_id, "idempotencyKey")
+    if "delay" in opts:
+        ms = _whole(opts["delay"], "delay", 0, BULLMQ_MAX_DELAY_MS, where)
+        if sub.run_at is not None:
+            raise _refuse("opts.delay contradicts runAt: give one", f"{where}opts.delay")
+        seconds = ms / 1000
+        given = sub.delay
+        if given is not None:
+            given_s = given.total_seconds() if isinstance(given, timedelta) else float(given)
+            if given_s != seconds:
+                raise _refuse(f"opts.delay ({ms} ms) contradicts delaySeconds ({given_s}): "
+                              "give one", f"{where}opts.delay")
+        changes["delay"] = seconds
+    return replace(sub, bullmq=None, **changes)
+
+
+_FIELDS: Final = {"attempts": "max_attempts", "priority": "priority",
+                  "jobId": "idempotency_key"}
 
 
 def start_time(run_at: datetime | None, delay: float | timedelta | None,
@@ -152,10 +245,11 @@ def check_phases(task: TaskDeclaration, phases: Sequence[str], *, where: str = "
 
 def resolve(
     sub: Submission, task: TaskDeclaration | None, *, now: datetime,
-    default_max_attempts: int, where: str = "",
+    default_max_attempts: int, where: str = "", in_flow: bool = False,
 ) -> JobSpec:
     """The job ``sub`` asks for, against its task's declaration (None: undeclared).
     ``where`` prefixes the field named by a refusal (``children[0].`` in a flow)."""
+    sub = apply_bullmq(sub, where=where, allow_job_id=not in_flow)
     phases = tuple(sub.phases) if sub.phases else ()
     if len(set(phases)) != len(phases):
         raise _refuse("phase names must be unique", f"{where}phases")
@@ -245,7 +339,7 @@ def resolve_tree(
         node, parent, where = order[index]
         sub = node.submission
         spec = resolve(sub, lookup(sub), now=now, default_max_attempts=default_max_attempts,
-                       where=where)
+                       where=where, in_flow=True)
         built = FlowNode(name=spec.name, queue_name=spec.queue_name, data=spec.data,
                          children=kids[index][::-1], phases=spec.phases,
                          priority=spec.priority, max_attempts=spec.max_attempts,

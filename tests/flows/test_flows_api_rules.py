@@ -60,13 +60,13 @@ async def test_a_malformed_tree_is_refused_whole(
 
 async def test_unknown_opts_name_the_accepted_keys(api: Api) -> None:
     body = {**SCENARIO, "children": [{"name": "x", "queueName": "q",
-                                      "opts": {"attempts": 3}}]}
+                                      "opts": {"retries": 3}}]}
     answer = await api.call("POST", "/flows", json=body)
     assert answer.status_code == 422
     error = answer.json()["error"]
     assert error["details"]["field"] == "children.0.opts"
     assert error["details"]["accepted"] == list(FLOW_OPTS)
-    assert "'attempts'" in error["message"] and "maxAttempts" in error["message"]
+    assert "'retries'" in error["message"] and "maxAttempts" in error["message"]
 
 
 @pytest.mark.parametrize(("body", "message"), [
@@ -164,3 +164,30 @@ async def test_list_filters_by_flowname_and_status_and_pages(api: Api) -> None:
     assert bad.status_code == 422
     too_many = await api.call("GET", "/flows", params={"limit": 100_000})
     assert too_many.status_code == 422
+
+
+async def test_bullmq_attempts_and_delay_in_a_flow_nodes_opts(api: Api) -> None:
+    body = {"flowname": "bq", "name": "root", "queueName": "q", "opts": {"attempts": 5},
+            "children": [{"name": "c", "queueName": "q", "opts": {"delay": 3_600_000}}]}
+    f = await create(api, body)
+    tree = (await api.ok("GET", f"/flows/{f['flowId']}", params={"include": "jobs"}))["jobs"]
+    assert tree["maxAttempts"] == 5
+    assert tree["children"][0]["step"] == "delayed"
+
+
+@pytest.mark.parametrize(("opts", "field", "words"), [
+    ({"removeOnFail": True}, "children[0].opts.removeOnFail", "not supported"),
+    ({"jobId": "x"}, "children[0].opts.jobId", "not supported in a flow"),
+    ({"attempts": 2, "maxAttempts": 3}, "children[0].opts.attempts", "contradicts"),
+])
+async def test_bullmq_opts_a_flow_cannot_take_are_refused_by_name(
+    api: Api, opts: dict[str, Any], field: str, words: str
+) -> None:
+    before = await row_counts(api.db)
+    body = {**SCENARIO, "children": [{"name": "x", "queueName": "q", "opts": opts}]}
+    answer = await api.call("POST", "/flows", json=body)
+    assert answer.status_code == 422, answer.text
+    error = answer.json()["error"]
+    assert error["details"]["field"] == field
+    assert words in error["message"]
+    assert await row_counts(api.db) == before

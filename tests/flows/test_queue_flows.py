@@ -154,3 +154,17 @@ async def test_bad_trees_are_refused_before_anything_is_stored(api: Api, app: Ap
     with pytest.raises(ValidationFailed, match="flowname"):
         await app.enqueue_flow(" ", FlowJob("x"))
     assert await row_counts(api.db) == before
+
+
+async def test_python_enqueue_takes_bullmq_opts(app: App) -> None:
+    first = await app.enqueue("bq", _opts={"attempts": 3, "priority": 4, "jobId": "k"})
+    assert (first.max_attempts, first.priority, first.idempotency_key) == (3, -4, "k")
+    again = await app.enqueue("bq", _opts={"jobId": "k"})
+    assert again.id == first.id
+    with pytest.raises(ValidationFailed, match="not supported"):
+        await app.enqueue("bq", _opts={"backoff": {"type": "fixed", "delay": 10}})
+    flow = await app.enqueue_flow("f", FlowJob("root", _opts={"attempts": 2}))
+    [root] = await flow_jobs(app, flow.id)
+    assert root.max_attempts == 2
+    with pytest.raises(ValidationFailed, match="not supported in a flow"):
+        await app.enqueue_flow("f", FlowJob("root", _opts={"jobId": "x"}))
