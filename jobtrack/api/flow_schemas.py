@@ -155,6 +155,18 @@ class FlowProgressOut(ApiModel):
     running: int
     pending: int
     percentage: float
+    steps: "FlowSteps | None" = Field(
+        None, description="`GET /flows/{flowId}` only: jobs at BullMQ's finer states, "
+        "counted on read")
+
+
+class FlowSteps(ApiModel):
+    """Jobs of a flow (or a queue) at BullMQ's finer states."""
+
+    delayed: int = Field(description="pending, runAt still ahead")
+    waiting_children: int = Field(description="pending until their children complete")
+    paused: int = Field(description="running, current phase paused")
+    stuck: int = Field(description="running longer than the stuck threshold")
 
 
 class FlowPublic(ApiModel):

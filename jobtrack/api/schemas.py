@@ -344,10 +344,20 @@ QueueCounts: type[BaseModel] = create_model(  # type: ignore[call-overload]
 )
 
 
+class QueueSteps(ApiModel):
+    """Jobs of a queue at BullMQ's finer states."""
+
+    delayed: int = Field(description="pending, runAt still ahead")
+    waiting_children: int = Field(description="pending until their children complete")
+    paused: int = Field(description="running, current phase paused")
+    stuck: int = Field(description="running longer than the stuck threshold")
+
+
 class QueueInfo(ApiModel):
     queue_name: str
     counts: QueueCounts  # type: ignore[valid-type]
     stuck: int = Field(description="running longer than the stuck threshold")
+    steps: "QueueSteps" = Field(description="jobs at BullMQ's finer states")
     oldest_pending_age: float | None = Field(
         description="seconds the oldest runnable pending job has waited since its runAt")
 

@@ -3,16 +3,16 @@ locked read-plan-write cycle every single-job change goes through."""
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import and_, bindparam, case, exists, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobtrack.domain.ids import is_id
 from jobtrack.domain.jobs import Change, Job
-from jobtrack.domain.status import JobStatus
+from jobtrack.domain.status import JobStatus, PhaseStatus, Step
 from jobtrack.errors import Conflict, NotFound, ValidationFailed
 from jobtrack.store import bulk
 from jobtrack.store.codec import (
@@ -37,6 +37,56 @@ class JobFilter:
     queue_name: str | None = None
     flow_id: str | None = None
     name: str | None = None
+    #: ``queued``, ``delayed``, ``waiting-children``, ``paused`` or a running job's step
+    #: (its current phase's name); see :func:`step_condition`
+    step: str | None = None
+    #: the time ``queued`` and ``delayed`` are judged at
+    now: datetime | None = None
+
+
+#: ``?step=`` value of a running job whose current phase is paused
+PAUSED_STEP = PhaseStatus.PAUSED.value
+
+
+def paused_condition() -> Any:
+    """A running job whose current phase is paused."""
+    return and_(jobs.c.status == JobStatus.RUNNING.value, exists().where(
+        job_phases.c.job_id == jobs.c.id,
+        job_phases.c.status == PhaseStatus.PAUSED.value))
+
+
+def step_condition(step: str, now: datetime) -> Any:
+    """Jobs at ``step``, judged from their fields (BullMQ's finer states): ``delayed`` is
+    pending with ``runAt`` still ahead, ``queued`` pending and runnable now,
+    ``waiting-children`` pending until its children complete, ``paused`` running with
+    its current phase paused; any other value: running at that step (a phase's name)."""
+    pending = jobs.c.status == JobStatus.PENDING.value
+    if step == Step.WAITING_CHILDREN.value:
+        return and_(pending, jobs.c.children_left > 0)
+    if step == Step.DELAYED.value:
+        return and_(pending, jobs.c.children_left == 0, jobs.c.run_at > now)
+    if step == Step.QUEUED.value:
+        return and_(pending, jobs.c.children_left == 0, jobs.c.run_at <= now)
+    if step == PAUSED_STEP:
+        return paused_condition()
+    return and_(jobs.c.status == JobStatus.RUNNING.value, jobs.c.step == step)
+
+
+async def flow_step_counts(conn: AsyncConnection, flow_id: str, *, now: datetime,
+                           stuck_before: datetime) -> dict[str, int]:
+    """How many jobs of the flow are delayed, waiting for children, paused, or stuck
+    (running since before ``stuck_before``), by wire name: one aggregate query."""
+    def n(cond: Any) -> Any:
+        return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
+
+    row = (await conn.execute(select(
+        n(step_condition(Step.DELAYED.value, now)),
+        n(step_condition(Step.WAITING_CHILDREN.value, now)),
+        n(paused_condition()),
+        n(and_(jobs.c.status == JobStatus.RUNNING.value, jobs.c.started_at < stuck_before)),
+    ).where(jobs.c.flow_id == flow_id))).one()
+    return {"delayed": int(row[0]), "waitingChildren": int(row[1]), "paused": int(row[2]),
+            "stuck": int(row[3])}
 
 
 def not_found(job_id: str) -> NotFound:
@@ -150,6 +200,8 @@ async def list_jobs(
         conds.append(jobs.c.flow_id == flt.flow_id)
     if flt.name is not None:
         conds.append(jobs.c.name == flt.name)
+    if flt.step is not None:
+        conds.append(step_condition(flt.step, flt.now or datetime.now(UTC)))
     if cursor is not None:
         if not is_id(cursor):
             raise ValidationFailed(

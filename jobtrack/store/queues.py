@@ -8,7 +8,8 @@ from typing import Any
 from sqlalchemy import and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jobtrack.domain.status import JobStatus
+from jobtrack.domain.status import JobStatus, Step
+from jobtrack.store.jobs import paused_condition, step_condition
 from jobtrack.store.tables import jobs
 
 _STATUS = {s.value: s for s in JobStatus}
@@ -25,6 +26,14 @@ class QueueStats:
     #: ``run_at`` of the oldest pending job that may run now (not delayed, no children
     #: left to wait for); None when no job is waiting
     oldest_pending_at: datetime | None = None
+    #: pending with ``runAt`` ahead / waiting for children; running with a paused phase
+    delayed: int = 0
+    waiting_children: int = 0
+    paused: int = 0
+
+
+def _count(cond: Any) -> Any:
+    return func.sum(case((cond, 1), else_=0))
 
 
 async def queue_overview(
@@ -46,6 +55,9 @@ async def queue_overview(
             func.sum(case((and_(running, jobs.c.started_at < cutoff), 1), else_=0))
             .label("stuck"),
             func.min(case((waiting, jobs.c.run_at), else_=None)).label("oldest"),
+            _count(step_condition(Step.DELAYED.value, now)).label("delayed"),
+            _count(step_condition(Step.WAITING_CHILDREN.value, now)).label("waiting_children"),
+            _count(paused_condition()).label("paused"),
         )
         .group_by(jobs.c.queue_name, jobs.c.status)
         .order_by(jobs.c.queue_name)
@@ -57,6 +69,9 @@ async def queue_overview(
         stats = out.setdefault(row.queue_name, QueueStats(row.queue_name))
         stats.counts[_STATUS[row.status]] = int(row.n)
         stats.stuck += int(row.stuck or 0)
+        stats.delayed += int(row.delayed or 0)
+        stats.waiting_children += int(row.waiting_children or 0)
+        stats.paused += int(row.paused or 0)
         if row.oldest is not None and (
             stats.oldest_pending_at is None or row.oldest < stats.oldest_pending_at
         ):

@@ -191,3 +191,14 @@ async def test_bullmq_opts_a_flow_cannot_take_are_refused_by_name(
     assert error["details"]["field"] == field
     assert words in error["message"]
     assert await row_counts(api.db) == before
+
+
+async def test_a_flow_read_counts_its_jobs_per_step(api: Api) -> None:
+    body = {"flowname": "steps", "name": "root", "queueName": "q",
+            "children": [{"name": "later", "queueName": "q", "opts": {"delaySeconds": 3600}},
+                         {"name": "now", "queueName": "q"}]}
+    f = await create(api, body)
+    flow = await api.ok("GET", f"/flows/{f['flowId']}")
+    assert flow["progress"]["steps"] == {
+        "delayed": 1, "waitingChildren": 1, "paused": 0, "stuck": 0}
+    assert flow["progress"]["pending"] == 3

@@ -40,7 +40,7 @@ from jobtrack.domain.status import FlowStatus, JobStatus
 from jobtrack.domain.wire import flow_to_wire, job_to_wire
 from jobtrack.errors import NotFound
 from jobtrack.store import flows as store
-from jobtrack.store.jobs import change_job
+from jobtrack.store.jobs import change_job, flow_step_counts
 from jobtrack.store.leases import renew_leases
 from jobtrack.store.registry import resolver
 
@@ -105,6 +105,10 @@ async def read_flow(
         if flow is None:
             raise store.not_found(flow_id)
         wire = flow_to_wire(flow)
+        now = utcnow()
+        wire["progress"]["steps"] = await flow_step_counts(
+            conn, flow.id, now=now,
+            stuck_before=now - timedelta(seconds=state.settings.stuck_after_seconds))
         if include == "jobs":
             wire["jobs"] = job_tree(await store.flow_job_list(conn, flow.id), flow.root_job_id)
     return json_response(wire)

@@ -99,6 +99,10 @@ async def list_jobs_route(
     queue_name: Annotated[QueryText | None, Query(alias="queueName", max_length=200)] = None,
     flow_id: Annotated[str | None, Query(alias="flowId", max_length=64)] = None,
     name: Annotated[QueryText | None, Query(max_length=200)] = None,
+    step: Annotated[QueryText | None, Query(
+        max_length=200, description="queued, delayed, waiting-children, paused (a running "
+        "job whose current phase is paused), or a running job's step (a phase's name)")]
+    = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 50,
     cursor: Annotated[str | None, Query(max_length=64,
                                         description="nextCursor of the previous page")] = None,
@@ -107,7 +111,7 @@ async def list_jobs_route(
     check_page_size(limit, state.settings.max_page_size)
     note_status_alias(request, state.settings, status)
     flt = JobFilter(tenant=caller.scope, status=status, queue_name=queue_name,
-                    flow_id=flow_id, name=name)
+                    flow_id=flow_id, name=name, step=step, now=utcnow())
     async with state.db.read() as conn:
         items, next_cursor = await list_jobs(conn, flt, limit=limit, cursor=cursor)
     return json_response({"items": [job_to_wire(j) for j in items], "nextCursor": next_cursor})

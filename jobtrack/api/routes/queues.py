@@ -41,6 +41,8 @@ async def list_queues(caller: CallerDep, state: StateDep) -> Response:
             "queueName": s.queue_name,
             "counts": {status.value: n for status, n in s.counts.items()},
             "stuck": s.stuck,
+            "steps": {"delayed": s.delayed, "waitingChildren": s.waiting_children,
+                      "paused": s.paused, "stuck": s.stuck},
             "oldestPendingAge": None if s.oldest_pending_at is None
             else round(max(0.0, (now - s.oldest_pending_at).total_seconds()), 3),
         }
