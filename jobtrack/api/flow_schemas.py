@@ -40,13 +40,13 @@ from jobtrack.domain.status import FlowStatus
 
 #: the ``opts`` of a flow job, as spelled on the wire (``attempts`` and ``delay``: BullMQ's)
 FLOW_OPTS: Final = ("priority", "maxAttempts", "delaySeconds", "runAt", "phases",
-                    "attempts", "delay")
+                    "attempts", "delay", "backoff")
 
 
 class FlowJobOpts(InputModel):
     """Options of one job of a flow. ``runAt`` and ``delaySeconds`` are alternatives;
     a parent's start time counts from when its last child completes at the earliest.
-    Beside these, BullMQ's ``attempts`` and ``delay`` (milliseconds) are taken (see
+    Beside these, BullMQ's ``attempts``, ``delay`` (milliseconds) and ``backoff`` are taken (see
     :func:`jobtrack.domain.spec.apply_bullmq`); ``priority`` here is jobtrack's."""
 
     model_config = ConfigDict(extra="allow")

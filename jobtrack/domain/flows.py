@@ -127,6 +127,8 @@ class FlowNode:
     priority: int = 0
     max_attempts: int | None = None
     run_at: datetime | None = None
+    #: the job's own retry policy (see :attr:`jobtrack.domain.jobs.Job.retry`)
+    retry: Mapping[str, float] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +180,7 @@ def flow_jobs(
             data={**p.node.data, "flowId": flow_id},
             phases=p.node.phases,
             priority=p.node.priority,
+            retry=p.node.retry,
             run_at=p.node.run_at,
             max_attempts=p.node.max_attempts or default_max_attempts,
             flow_id=flow_id,

@@ -127,6 +127,9 @@ class Job:
     children_left: int = 0
     #: moved by one with every change (optimistic concurrency; never in an event)
     version: int = 1
+    #: the job's own retry policy ``{base, factor, cap, jitter}`` seconds (BullMQ's
+    #: ``backoff``); None: the policy of the task that runs it
+    retry: Mapping[str, float] | None = None
 
     @property
     def attempts_left(self) -> bool:
@@ -660,6 +663,7 @@ def new_job(
     flow_id: str | None = None,
     parent_job_id: str | None = None,
     children: int = 0,
+    retry: Mapping[str, float] | None = None,
 ) -> Job:
     """A new pending job, its step saying why it waits."""
     if len(set(phases)) != len(phases):
@@ -683,4 +687,5 @@ def new_job(
         flow_id=flow_id,
         parent_job_id=parent_job_id,
         children_left=children,
+        retry=None if retry is None else dict(retry),
     )

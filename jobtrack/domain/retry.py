@@ -1,6 +1,7 @@
 """Retry policy: exponential backoff with full jitter, as a pure function."""
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -32,3 +33,12 @@ class RetryPolicy:
     ) -> datetime:
         """When the retry after ``attempt`` may run."""
         return now + timedelta(seconds=self.delay(attempt, rng))
+
+
+def policy_of(own: Mapping[str, float] | None, fallback: RetryPolicy) -> RetryPolicy:
+    """A job's own policy (``{base, factor, cap, jitter}``, its stored ``retry``), else
+    ``fallback`` (its task's)."""
+    if not own:
+        return fallback
+    return RetryPolicy(base=float(own["base"]), factor=float(own["factor"]),
+                       cap=float(own["cap"]), jitter=float(own["jitter"]))

@@ -15,7 +15,8 @@ data against the function that will run it are decided in one place:
   submitted.
 
 A task's retry policy and timeout are not stored in the job: the worker running it applies
-its declaration's (see ``jobtrack.queue.execution``).
+its declaration's (see ``jobtrack.queue.execution``), unless the job has its own retry
+policy (BullMQ's ``backoff`` in ``opts``, stored in ``jobs.retry``).
 """
 
 from collections.abc import Callable, Mapping, Sequence
@@ -68,6 +69,8 @@ class Submission:
     #: seconds (or a timedelta) from now; wins over ``run_at``
     delay: float | timedelta | None = None
     idempotency_key: str | None = None
+    #: the job's own retry policy ``{base, factor, cap, jitter}`` seconds
+    retry: Mapping[str, float] | None = None
     #: BullMQ job options (``attempts``, ``delay``, ``priority``, ``jobId``), applied by
     #: :func:`resolve` through :func:`apply_bullmq`
     bullmq: Mapping[str, Any] | None = None
@@ -85,6 +88,8 @@ class JobSpec:
     max_attempts: int
     run_at: datetime | None
     idempotency_key: str | None
+    #: the job's own retry policy (BullMQ's ``backoff``); None: its task's
+    retry: Mapping[str, float] | None = None
 
 
 #: options of ``App.enqueue`` (spelled with a leading underscore) and ``enqueue_many``
@@ -117,10 +122,10 @@ def submission(name: str, data: Mapping[str, Any], options: Mapping[str, Any], *
 
 
 #: BullMQ job options jobtrack maps onto its own fields
-BULLMQ_OPTIONS: Final = ("attempts", "delay", "priority", "jobId")
+BULLMQ_OPTIONS: Final = ("attempts", "delay", "backoff", "priority", "jobId")
 #: BullMQ job options jobtrack has no equivalent for (refused by name)
 BULLMQ_UNSUPPORTED: Final = frozenset({
-    "backoff", "lifo", "repeat", "repeatJobKey", "removeOnComplete", "removeOnFail",
+    "lifo", "repeat", "repeatJobKey", "removeOnComplete", "removeOnFail",
     "stackTraceLimit", "timestamp", "parent", "sizeLimit", "failParentOnFailure",
     "ignoreDependencyOnFailure", "removeDependencyOnFailure", "continueParentOnFailure",
     "keepLogs", "prevMillis", "debounce", "deduplication", "rateLimiterKey", "telemetry",
@@ -141,6 +146,19 @@ def _whole(value: Any, key: str, low: int, high: int, where: str) -> int:
     return value
 
 
+def _known_keys(opts: Mapping[str, Any], accepted: Sequence[str], where: str) -> None:
+    for key in opts:
+        if key in accepted:
+            continue
+        if key in BULLMQ_UNSUPPORTED or key == "jobId":
+            raise _refuse(f"the BullMQ option {key!r} is not supported"
+                          + ("" if key != "jobId" else " in a flow")
+                          + f"; supported: {', '.join(accepted)}",
+                          f"{where}opts.{key}", accepted=list(accepted))
+        raise _refuse(f"unknown option {key!r} in opts; supported: {', '.join(accepted)}",
+                      f"{where}opts.{key}", accepted=list(accepted))
+
+
 def apply_bullmq(sub: Submission, *, where: str = "",
                  allow_job_id: bool = True) -> Submission:
     """``sub`` with its BullMQ options mapped onto jobtrack's fields: ``attempts`` ->
@@ -153,16 +171,7 @@ def apply_bullmq(sub: Submission, *, where: str = "",
         return sub
     accepted = BULLMQ_OPTIONS if allow_job_id else tuple(
         o for o in BULLMQ_OPTIONS if o != "jobId")
-    for key in opts:
-        if key in accepted:
-            continue
-        if key in BULLMQ_UNSUPPORTED or key == "jobId":
-            raise _refuse(f"the BullMQ option {key!r} is not supported"
-                          + ("" if key != "jobId" else " in a flow")
-                          + f"; supported: {', '.join(accepted)}",
-                          f"{where}opts.{key}", accepted=list(accepted))
-        raise _refuse(f"unknown option {key!r} in opts; supported: {', '.join(accepted)}",
-                      f"{where}opts.{key}", accepted=list(accepted))
+    _known_keys(opts, accepted, where)
     changes: dict[str, Any] = {}
 
     def native(key: str, current: Any, wanted: Any, field_name: str) -> None:
@@ -196,7 +205,30 @@ def apply_bullmq(sub: Submission, *, where: str = "",
                 raise _refuse(f"opts.delay ({ms} ms) contradicts delaySeconds ({given_s}): "
                               "give one", f"{where}opts.delay")
         changes["delay"] = seconds
+    if "backoff" in opts:
+        changes["retry"] = _backoff(opts["backoff"], where)
     return replace(sub, bullmq=None, **changes)
+
+
+def _backoff(value: Any, where: str) -> dict[str, float]:
+    """BullMQ's ``backoff`` as a retry policy: ``{type: "fixed", delay: ms}`` waits ``delay``
+    before every retry, ``"exponential"`` waits ``delay * 2 ** (attempt - 1)``; a bare
+    number is a fixed delay. No jitter, as in BullMQ."""
+    if not isinstance(value, Mapping):
+        value = {"type": "fixed", "delay": value}
+    unknown = sorted(set(value) - {"type", "delay"})
+    if unknown:
+        raise _refuse(f"opts.backoff takes type and delay, not {unknown[0]!r}",
+                      f"{where}opts.backoff.{unknown[0]}")
+    kind = value.get("type")
+    if kind not in ("fixed", "exponential"):
+        raise _refuse("opts.backoff.type must be \"fixed\" or \"exponential\" (custom "
+                      "backoff strategies are not supported)", f"{where}opts.backoff.type")
+    seconds = _whole(value.get("delay", 0), "backoff.delay", 0, BULLMQ_MAX_DELAY_MS,
+                     where) / 1000
+    if kind == "fixed":
+        return {"base": seconds, "factor": 1.0, "cap": seconds, "jitter": 0.0}
+    return {"base": seconds, "factor": 2.0, "cap": BULLMQ_MAX_DELAY_MS / 1000, "jitter": 0.0}
 
 
 _FIELDS: Final = {"attempts": "max_attempts", "priority": "priority",
@@ -272,6 +304,7 @@ def resolve(
         max_attempts=int(max_attempts),
         run_at=start_time(sub.run_at, sub.delay, now),
         idempotency_key=sub.idempotency_key,
+        retry=sub.retry,
     )
 
 
@@ -281,6 +314,7 @@ def job_of(spec: JobSpec, *, id: str, tenant: str, now: datetime) -> Job:
         id=id, tenant=tenant, queue_name=spec.queue_name, name=spec.name, now=now,
         data=spec.data, phases=spec.phases, priority=spec.priority, run_at=spec.run_at,
         max_attempts=spec.max_attempts, idempotency_key=spec.idempotency_key,
+        retry=spec.retry,
     )
 
 
@@ -343,7 +377,7 @@ def resolve_tree(
         built = FlowNode(name=spec.name, queue_name=spec.queue_name, data=spec.data,
                          children=kids[index][::-1], phases=spec.phases,
                          priority=spec.priority, max_attempts=spec.max_attempts,
-                         run_at=spec.run_at)
+                         run_at=spec.run_at, retry=spec.retry)
         if parent is not None:
             kids[parent].append(built)
     assert built is not None

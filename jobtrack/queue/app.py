@@ -14,8 +14,8 @@
 Enqueue options are keyword arguments with a leading underscore (a job's own data never
 starts with one): ``_queue``, ``_priority``, ``_delay`` (seconds or timedelta),
 ``_run_at``, ``_idempotency_key``, ``_max_attempts``, ``_phases``, and ``_opts``: BullMQ's
-job options (``attempts``, ``delay`` in ms, ``priority`` with 0 first, ``jobId``; see
-:func:`jobtrack.domain.spec.apply_bullmq`). A job is resolved
+job options (``attempts``, ``delay`` in ms, ``backoff``, ``priority`` with 0 first,
+``jobId``; see :func:`jobtrack.domain.spec.apply_bullmq`). A job is resolved
 against its task's declaration (:mod:`jobtrack.domain.spec`): the task registered here,
 or else the one a worker recorded in the database; data the task cannot take is refused
 before anything is stored.

@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from jobtrack.domain.retry import policy_of
 from jobtrack.domain.status import JobStatus, StopReason
 from jobtrack.queue.context import JobCancelled, JobContext, LeaseLost, SyncJobContext
 from jobtrack.queue.outcomes import Outcome
@@ -67,7 +68,7 @@ async def _execute(task: Task, ctx: JobContext, pool: Executor) -> Outcome | Non
              retry_now: bool = False) -> Outcome:
         stats = {"durationMs": round((time.perf_counter() - started) * 1000, 3), **ctx.stats}
         return Outcome(job, status, result=result, error=error, stats=stats, seen=ctx.known,
-                       retry=task.retry, retry_now=retry_now)
+                       retry=policy_of(job.retry, task.retry), retry_now=retry_now)
 
     scope: asyncio.Timeout | None = None
     try:

@@ -14,8 +14,9 @@ registered with (``@app.task(queue=..., phases=..., max_attempts=...)``), so chi
 run on other queues and even in other processes. Keyword arguments are the job's data;
 options take a leading underscore, as with :meth:`App.enqueue`: ``_queue``,
 ``_priority``, ``_delay`` (seconds or timedelta), ``_run_at``, ``_max_attempts``,
-``_phases``, ``_opts`` (BullMQ's ``attempts`` and ``delay``). Every job gets the flow's id
-in ``data["flowId"]`` (a task receives it only if its function takes ``flowId``).
+``_phases``, ``_opts`` (BullMQ's ``attempts``, ``delay``, ``backoff``). Every job gets
+the flow's id in ``data["flowId"]`` (a task receives it only if its function takes
+``flowId``).
 """
 
 import asyncio

@@ -8,7 +8,7 @@ from collections.abc import Container
 from datetime import UTC, datetime
 
 from jobtrack.domain.jobs import Change, plan_stall
-from jobtrack.domain.retry import RetryPolicy
+from jobtrack.domain.retry import RetryPolicy, policy_of
 from jobtrack.domain.status import JobStatus
 from jobtrack.queue.tasks import TaskRegistry
 from jobtrack.store import leases
@@ -44,6 +44,6 @@ async def reap(
                     or job.lease_expires_at >= now or (job.id, job.attempt) in held:
                 continue  # finished or renewed since the search, or ours
             task = tasks.get(job.name) if tasks is not None else None
-            policy = task.retry if task is not None else default
+            policy = policy_of(job.retry, task.retry if task is not None else default)
             changes.append(plan_stall(job, now, retry_at=policy.next_run_at(job.attempt, now)))
         return await persist(conn, changes, actor=actor, now=now)

@@ -74,6 +74,7 @@ def job_from_row(row: Mapping[Any, Any], phases: Sequence[Phase] = ()) -> Job:
         worker_id=row["worker_id"],
         lease_expires_at=row["lease_expires_at"],
         idempotency_key=row["idempotency_key"],
+        retry=row.get("retry"),
         children_left=row["children_left"],
         version=row["version"],
     )
@@ -112,6 +113,7 @@ def job_insert_values(job: Job) -> dict[str, Any]:
         "priority": job.priority,
         "idempotency_key": job.idempotency_key,
         "created_at": job.created_at,
+        "retry": job.retry,
     }
 
 

@@ -153,6 +153,8 @@ jobs = Table(
     #: moved by one with every planned change: finishing a run checks it instead of
     #: re-reading the row (jobtrack/queue/outcomes.py)
     Column("version", Integer, nullable=False, server_default="1"),
+    #: the job's own retry policy ``{base, factor, cap, jitter}``; null: its task's
+    Column("retry", Json, nullable=True),
     CheckConstraint(_one_of("status", JobStatus), name="status"),
     CheckConstraint("attempt >= 1 AND max_attempts >= 1", name="attempts"),
     # claim: runnable rows only, in claim order

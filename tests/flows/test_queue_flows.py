@@ -3,6 +3,7 @@ real Worker runs it children first, on SQLite and PostgreSQL."""
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -10,6 +11,8 @@ from conftest import Api
 from flowkit import row_counts
 
 from jobtrack.domain.jobs import Job
+from jobtrack.domain.retry import RetryPolicy, policy_of
+from jobtrack.domain.spec import Submission, resolve
 from jobtrack.domain.status import FlowStatus, JobStatus, Step
 from jobtrack.errors import ValidationFailed
 from jobtrack.queue.app import App
@@ -162,9 +165,50 @@ async def test_python_enqueue_takes_bullmq_opts(app: App) -> None:
     again = await app.enqueue("bq", _opts={"jobId": "k"})
     assert again.id == first.id
     with pytest.raises(ValidationFailed, match="not supported"):
-        await app.enqueue("bq", _opts={"backoff": {"type": "fixed", "delay": 10}})
+        await app.enqueue("bq", _opts={"lifo": True})
     flow = await app.enqueue_flow("f", FlowJob("root", _opts={"attempts": 2}))
     [root] = await flow_jobs(app, flow.id)
     assert root.max_attempts == 2
     with pytest.raises(ValidationFailed, match="not supported in a flow"):
         await app.enqueue_flow("f", FlowJob("root", _opts={"jobId": "x"}))
+
+
+async def test_a_worker_retries_after_the_jobs_own_bullmq_backoff(app: App) -> None:
+    @app.task(queue="bq")
+    async def flaky(ctx: JobContext) -> None:
+        raise RuntimeError("down")
+
+    job = await app.enqueue(
+        "flaky", _opts={"attempts": 3, "backoff": {"type": "fixed", "delay": 7_200_000}})
+    worker = Worker(app, concurrency=1, grace_seconds=5)
+    running = asyncio.create_task(worker.run())
+    try:
+        for _ in range(600):
+            stored = await app.get_job(job.id)
+            assert stored is not None
+            if stored.attempt == 2:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        worker.stop()
+        await asyncio.wait_for(running, 30)
+    assert stored.status is JobStatus.PENDING and stored.attempt == 2
+    assert stored.run_at is not None and stored.updated_at is not None
+    # the task's own policy waits at most 300 s; the job's backoff says two hours
+    assert stored.run_at - stored.updated_at == timedelta(hours=2)
+
+
+def test_bullmq_backoff_maps_onto_a_retry_policy() -> None:
+    def policy(backoff: Any) -> RetryPolicy:
+        sub = Submission(name="n", bullmq={"backoff": backoff})
+        spec = resolve(sub, None, now=datetime.now(UTC), default_max_attempts=1)
+        return policy_of(spec.retry, RetryPolicy())
+
+    assert [policy({"type": "exponential", "delay": 500}).delay(n) for n in (1, 2, 3)] == [
+        0.5, 1.0, 2.0]
+    assert [policy({"type": "fixed", "delay": 1500}).delay(n) for n in (1, 4)] == [1.5, 1.5]
+    assert policy(2000).delay(3) == 2.0
+    for bad in ({"type": "custom", "delay": 1}, {"type": "fixed", "delay": -1},
+                {"type": "fixed", "delay": 1, "jitter": 0.5}):
+        with pytest.raises(ValidationFailed, match="backoff"):
+            policy(bad)
