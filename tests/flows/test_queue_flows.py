@@ -166,9 +166,10 @@ async def test_python_enqueue_takes_bullmq_opts(app: App) -> None:
     assert again.id == first.id
     with pytest.raises(ValidationFailed, match="not supported"):
         await app.enqueue("bq", _opts={"lifo": True})
-    flow = await app.enqueue_flow("f", FlowJob("root", _opts={"attempts": 2}))
+    flow = await app.enqueue_flow("f", FlowJob("root", _opts={"attempts": 2, "backoff": 1000}))
     [root] = await flow_jobs(app, flow.id)
     assert root.max_attempts == 2
+    assert root.retry == {"base": 1.0, "factor": 1.0, "cap": 1.0, "jitter": 0.0}
     with pytest.raises(ValidationFailed, match="not supported in a flow"):
         await app.enqueue_flow("f", FlowJob("root", _opts={"jobId": "x"}))
 
