@@ -23,14 +23,17 @@ from jobtrack.api.flow_schemas import (
 )
 from jobtrack.api.params import (
     JobId,
+    PageCursor,
+    PageLimit,
     QueryText,
+    StatusQuery,
     check_page_size,
     note_status_alias,
     utcnow,
 )
 from jobtrack.api.reports import report_job
 from jobtrack.api.responses import AUTHENTICATED, errors, json_response
-from jobtrack.api.schemas import JobPublic, StatusIn
+from jobtrack.api.schemas import JobPublic
 from jobtrack.domain.jobs import Job
 from jobtrack.domain.spec import flow_names, resolve_tree
 from jobtrack.domain.status import FlowStatus
@@ -114,11 +117,9 @@ async def list_flows(
     caller: CallerDep,
     state: StateDep,
     flowname: Annotated[QueryText | None, Query(max_length=200)] = None,
-    status: Annotated[StatusIn | None, Query(description="aliases accepted (deprecated)")]
-    = None,
-    limit: Annotated[int, Query(ge=1, le=10_000)] = 50,
-    cursor: Annotated[str | None, Query(max_length=64,
-                                        description="nextCursor of the previous page")] = None,
+    status: StatusQuery = None,
+    limit: PageLimit = 50,
+    cursor: PageCursor = None,
 ) -> Response:
     """Flows of the caller's tenant (every tenant for an admin), newest first."""
     check_page_size(limit, state.settings.max_page_size)

@@ -12,7 +12,10 @@ from starlette.responses import Response
 from jobtrack.api.deps import CallerDep, StateDep
 from jobtrack.api.params import (
     JobId,
+    PageCursor,
+    PageLimit,
     QueryText,
+    StatusQuery,
     check_page_size,
     note_status_alias,
     utcnow,
@@ -25,7 +28,6 @@ from jobtrack.api.schemas import (
     JobPage,
     JobPatch,
     JobPublic,
-    StatusIn,
     Transition,
 )
 from jobtrack.domain.ids import new_id
@@ -88,14 +90,12 @@ async def list_jobs_route(
     request: Request,
     caller: CallerDep,
     state: StateDep,
-    status: Annotated[StatusIn | None, Query(description="aliases accepted (deprecated)")]
-    = None,
+    status: StatusQuery = None,
     queue_name: Annotated[QueryText | None, Query(alias="queueName", max_length=200)] = None,
     flow_id: Annotated[str | None, Query(alias="flowId", max_length=64)] = None,
     name: Annotated[QueryText | None, Query(max_length=200)] = None,
-    limit: Annotated[int, Query(ge=1, le=10_000)] = 50,
-    cursor: Annotated[str | None, Query(max_length=64,
-                                        description="nextCursor of the previous page")] = None,
+    limit: PageLimit = 50,
+    cursor: PageCursor = None,
 ) -> Response:
     """Jobs of the caller's tenant (every tenant for an admin), newest first."""
     check_page_size(limit, state.settings.max_page_size)
