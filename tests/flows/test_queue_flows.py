@@ -14,7 +14,7 @@ from jobtrack.domain.jobs import Job
 from jobtrack.domain.retry import RetryPolicy, policy_of
 from jobtrack.domain.spec import Submission, resolve
 from jobtrack.domain.status import FlowStatus, JobStatus, Step
-from jobtrack.errors import ValidationFailed
+from jobtrack.errors import NotFound, ValidationFailed
 from jobtrack.queue.app import App
 from jobtrack.queue.context import JobContext
 from jobtrack.queue.flows import FlowJob, flow_jobs, get_flow, wait_flow
@@ -213,3 +213,15 @@ def test_bullmq_backoff_maps_onto_a_retry_policy() -> None:
                 {"type": "fixed", "delay": 1, "jitter": 0.5}):
         with pytest.raises(ValidationFailed, match="backoff"):
             policy(bad)
+
+
+async def test_wait_flow_times_out_with_its_progress_and_refuses_an_unknown_flow(
+    app: App,
+) -> None:
+    flow = await app.enqueue_flow("ingest", FlowJob("assemble", _queue="q", children=[
+        FlowJob("extract", _queue="q")]))
+    with pytest.raises(TimeoutError, match=rf"^flow {flow.id} is still pending after 0.05 s "
+                                           r"\(0/2 completed\)$"):
+        await wait_flow(app, flow.id, timeout=0.05)
+    with pytest.raises(NotFound, match="flow 'no-such-flow' not found"):
+        await wait_flow(app, "no-such-flow", timeout=0.05)
