@@ -9,13 +9,15 @@ type, an unknown option) is refused whole with a 422 naming the path of the bad 
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal, Self
 
-from pydantic import ConfigDict, Field, StrictInt, model_validator
+from pydantic import Field, StrictInt, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from jobtrack.api.schemas import (
     WHOLE,
     ApiModel,
+    BullmqBackoff,
+    BullmqMs,
     ErrorIn,
     Finite,
     InputModel,
@@ -28,8 +30,9 @@ from jobtrack.api.schemas import (
     StatusIn,
     StatusReport,
     UtcDatetime,
+    refuse_unsupported,
 )
-from jobtrack.domain.spec import BULLMQ_UNSUPPORTED, Submission, SubmissionNode
+from jobtrack.domain.spec import Submission, SubmissionNode
 from jobtrack.domain.status import FlowStatus
 
 #: the ``opts`` of a flow job, as spelled on the wire (``attempts`` and ``delay``: BullMQ's)
@@ -43,8 +46,6 @@ class FlowJobOpts(InputModel):
     Beside these, BullMQ's ``attempts``, ``delay`` (milliseconds) and ``backoff`` are taken (see
     :func:`jobtrack.domain.spec.apply_bullmq`); ``priority`` here is jobtrack's."""
 
-    model_config = ConfigDict(extra="allow")
-
     priority: Annotated[StrictInt, Field(ge=-1_000_000, le=1_000_000), WHOLE] = Field(
         0, description="higher runs first within its queue")
     max_attempts: Annotated[StrictInt, Field(ge=1, le=1000), WHOLE] | None = Field(
@@ -54,15 +55,21 @@ class FlowJobOpts(InputModel):
     run_at: UtcDatetime | None = Field(None, description="not before (ISO 8601; UTC if naive)")
     phases: PhaseNames | None = Field(
         None, description="ordered phase names, unique")
+    attempts: Annotated[StrictInt, Field(ge=1, le=1000), WHOLE] | None = Field(
+        None, description="BullMQ's: -> maxAttempts")
+    delay: BullmqMs | None = Field(None, description="BullMQ's: milliseconds from now")
+    backoff: BullmqBackoff | BullmqMs | None = Field(
+        None, description="BullMQ's: the job's retry policy; a number: fixed")
 
     @model_validator(mode="before")
     @classmethod
     def _known_options(cls, data: Any) -> Any:
-        # BullMQ's other options pass on to the job specification, which names them as
-        # not supported; anything else is a typo
+        # BullMQ's other options (and jobId: a flow job has no idempotency key) are named
+        # as not supported; anything else is a typo
+        refuse_unsupported(data, ("attempts", "delay", "backoff"))
         if isinstance(data, dict):
             unknown = sorted(k for k in data if k not in FLOW_OPTS and to_camel(k) not in
-                             FLOW_OPTS and k not in BULLMQ_UNSUPPORTED and k != "jobId")
+                             FLOW_OPTS)
             if unknown:
                 raise PydanticCustomError(
                     "unknown_option",
@@ -98,7 +105,9 @@ class FlowJobIn(InputModel):
             Submission(name=self.name, data=self.data or {}, queue=self.queue_name,
                        phases=opts.phases, priority=opts.priority,
                        max_attempts=opts.max_attempts, run_at=opts.run_at,
-                       delay=opts.delay_seconds, bullmq=opts.model_extra or None),
+                       delay=opts.delay_seconds,
+                       bullmq=opts.model_dump(include={"attempts", "delay", "backoff"},
+                                              exclude_none=True) or None),
             [c.to_submission() for c in self.children or ()])
 
 

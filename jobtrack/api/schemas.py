@@ -8,8 +8,9 @@ fields use the enums of :mod:`jobtrack.domain.status`, so OpenAPI lists their va
 """
 
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any, Final, Self
+from typing import Annotated, Any, Final, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -29,7 +30,13 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from jobtrack.api.jsonguard import problem, text_problem
-from jobtrack.domain.spec import Submission
+from jobtrack.domain.spec import (
+    BULLMQ_MAX_DELAY_MS,
+    BULLMQ_MAX_PRIORITY,
+    BULLMQ_OPTIONS,
+    BULLMQ_UNSUPPORTED,
+    Submission,
+)
 from jobtrack.domain.status import JobStatus, PhaseStatus, normalize_status
 from jobtrack.errors import UnknownStatus
 
@@ -157,6 +164,54 @@ class ProgressOut(ApiModel):
 # --- jobs: requests ----------------------------------------------------------------
 
 
+def refuse_unsupported(data: Any, supported: Sequence[str]) -> Any:
+    """Name BullMQ's options jobtrack does not support (before "extra inputs")."""
+    if isinstance(data, dict):
+        unsupported = sorted(k for k in data if k in BULLMQ_UNSUPPORTED
+                             or (k == "jobId" and k not in supported))
+        if unsupported:
+            raise PydanticCustomError(
+                "unsupported_option",
+                "the BullMQ option(s) {names} are not supported; supported: {listed}",
+                {"names": ", ".join(repr(k) for k in unsupported),
+                 "listed": ", ".join(supported), "accepted": list(supported)})
+    return data
+
+
+BullmqMs = Annotated[StrictInt, Field(ge=0, le=BULLMQ_MAX_DELAY_MS), WHOLE]
+
+
+class BullmqBackoff(InputModel):
+    """BullMQ's ``backoff``: before retry ``n``, wait ``delay`` ms (``fixed``) or
+    ``delay * 2^(n-1)`` ms (``exponential``)."""
+
+    type: Literal["fixed", "exponential"]
+    delay: BullmqMs = 0
+
+
+class BullmqOpts(InputModel):
+    """BullMQ's job options jobtrack maps (:func:`jobtrack.domain.spec.apply_bullmq`);
+    its other options are a 422 that names them."""
+
+    attempts: Annotated[StrictInt, Field(ge=1, le=1000), WHOLE] | None = Field(
+        None, description="-> maxAttempts")
+    delay: BullmqMs | None = Field(None, description="milliseconds from now -> runAt")
+    backoff: BullmqBackoff | BullmqMs | None = Field(
+        None, description="the job's retry policy; a number: fixed")
+    priority: Annotated[StrictInt, Field(ge=0, le=BULLMQ_MAX_PRIORITY), WHOLE] | None = Field(
+        None, description="BullMQ's: 0 runs first, larger later; jobtrack priority = -priority")
+    job_id: Name | None = Field(None, description="-> idempotencyKey")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _supported(cls, data: Any) -> Any:
+        return refuse_unsupported(data, BULLMQ_OPTIONS)
+
+    def to_options(self) -> dict[str, Any]:
+        """The options given (null: not given), as BullMQ spells them."""
+        return self.model_dump(exclude_none=True, by_alias=True)
+
+
 class JobCreate(InputModel):
     """``POST /jobs``. ``runAt`` and ``delaySeconds`` are alternatives."""
 
@@ -173,10 +228,8 @@ class JobCreate(InputModel):
         None, description="attempts before the job fails for good (server default if absent)")
     idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=200),
                                AfterValidator(clean_text)] | None = None
-    opts: JsonObject | None = Field(
-        None, description="BullMQ job options: attempts (-> maxAttempts), delay "
-        "(milliseconds), priority (BullMQ's: 0 first, larger later; jobtrack priority = "
-        "-priority), jobId (-> idempotencyKey); any other key is a 422")
+    opts: BullmqOpts | None = Field(
+        None, description="BullMQ job options (other BullMQ options are a 422)")
 
     @model_validator(mode="after")
     def _one_start_time(self) -> Self:
@@ -192,7 +245,8 @@ class JobCreate(InputModel):
         return Submission(
             name=self.name, data=self.data or {}, queue=self.queue_name, phases=self.phases,
             priority=priority, max_attempts=self.max_attempts, run_at=self.run_at,
-            delay=self.delay_seconds, idempotency_key=self.idempotency_key, bullmq=self.opts)
+            delay=self.delay_seconds, idempotency_key=self.idempotency_key,
+            bullmq=None if self.opts is None else self.opts.to_options())
 
 
 class ErrorIn(InputModel):

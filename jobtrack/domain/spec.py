@@ -177,7 +177,8 @@ def apply_bullmq(sub: Submission, *, where: str = "",
     def native(key: str, current: Any, wanted: Any, field_name: str) -> None:
         if current is not None and current != wanted:
             raise _refuse(f"opts.{key} contradicts {field_name} ({wanted!r} against "
-                          f"{current!r}): give one", f"{where}opts.{key}")
+                          f"{current!r}): give one", f"{where}opts.{key}",
+                          conflictsWith=field_name.split(" ")[0])
         changes[_FIELDS[key]] = wanted
 
     if "attempts" in opts:
@@ -196,14 +197,15 @@ def apply_bullmq(sub: Submission, *, where: str = "",
     if "delay" in opts:
         ms = _whole(opts["delay"], "delay", 0, BULLMQ_MAX_DELAY_MS, where)
         if sub.run_at is not None:
-            raise _refuse("opts.delay contradicts runAt: give one", f"{where}opts.delay")
+            raise _refuse("opts.delay contradicts runAt: give one", f"{where}opts.delay",
+                          conflictsWith="runAt")
         seconds = ms / 1000
         given = sub.delay
         if given is not None:
             given_s = given.total_seconds() if isinstance(given, timedelta) else float(given)
             if given_s != seconds:
                 raise _refuse(f"opts.delay ({ms} ms) contradicts delaySeconds ({given_s}): "
-                              "give one", f"{where}opts.delay")
+                              "give one", f"{where}opts.delay", conflictsWith="delaySeconds")
         changes["delay"] = seconds
     if "backoff" in opts:
         changes["retry"] = _backoff(opts["backoff"], where)

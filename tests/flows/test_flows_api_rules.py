@@ -176,8 +176,8 @@ async def test_bullmq_attempts_and_delay_in_a_flow_nodes_opts(api: Api) -> None:
 
 
 @pytest.mark.parametrize(("opts", "field", "words"), [
-    ({"removeOnFail": True}, "children[0].opts.removeOnFail", "not supported"),
-    ({"jobId": "x"}, "children[0].opts.jobId", "not supported in a flow"),
+    ({"removeOnFail": True}, "children.0.opts", "'removeOnFail' are not supported"),
+    ({"jobId": "x"}, "children.0.opts", "'jobId' are not supported"),
     ({"attempts": 2, "maxAttempts": 3}, "children[0].opts.attempts", "contradicts"),
 ])
 async def test_bullmq_opts_a_flow_cannot_take_are_refused_by_name(
