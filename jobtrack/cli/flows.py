@@ -24,7 +24,7 @@ from rich.tree import Tree
 
 from jobtrack.cli.common import console, open_database, out, print_table, run, url_of
 from jobtrack.domain.flows import Flow
-from jobtrack.domain.jobs import Job, Phase
+from jobtrack.domain.records import Job, Phase
 from jobtrack.domain.status import (
     FLOW_TERMINAL,
     FlowStatus,

@@ -39,7 +39,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from jobtrack.domain.jobs import Change, Job, JobUpdate, plan_update
+from jobtrack.domain.planner import plan_update
+from jobtrack.domain.records import Change, Job, JobUpdate
 from jobtrack.domain.spec import DEFAULT_QUEUE
 from jobtrack.domain.status import JobStatus, StopReason
 from jobtrack.errors import NotFound, ValidationFailed

@@ -9,7 +9,7 @@ import pytest
 from conftest import Api
 from flowkit import row_counts
 
-from jobtrack.domain.jobs import Job
+from jobtrack.domain.records import Job
 from jobtrack.domain.status import FlowStatus, JobStatus, Step
 from jobtrack.errors import ValidationFailed
 from jobtrack.queue.app import App

@@ -34,7 +34,8 @@ from jobtrack.api.params import (
 )
 from jobtrack.api.responses import AUTHENTICATED, errors, json_response
 from jobtrack.api.schemas import JobPublic, StatusIn
-from jobtrack.domain.jobs import UNSET, Change, Job, JobUpdate, plan_update
+from jobtrack.domain.planner import plan_update
+from jobtrack.domain.records import UNSET, Change, Job, JobUpdate
 from jobtrack.domain.spec import flow_names, resolve_tree
 from jobtrack.domain.status import FlowStatus, JobStatus
 from jobtrack.domain.wire import flow_to_wire, job_to_wire

@@ -32,7 +32,8 @@ from jobtrack.api.schemas import (
     Transition,
 )
 from jobtrack.domain.ids import new_id
-from jobtrack.domain.jobs import UNSET, JobUpdate, PhaseUpdate, plan_update
+from jobtrack.domain.planner import plan_update
+from jobtrack.domain.records import UNSET, JobUpdate, PhaseUpdate
 from jobtrack.domain.spec import job_of, resolve
 from jobtrack.domain.status import JobStatus
 from jobtrack.domain.wire import iso, job_to_wire
