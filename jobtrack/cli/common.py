@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import os
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -115,11 +116,26 @@ def migrate_if_wanted(settings: Settings, no_migrate: bool) -> None:
         migrate.upgrade(settings.database_url)
 
 
+#: below this many columns, listings switch to their narrow (two lines a row) layout
+WIDE = 120
+
+
+def has_width() -> bool:
+    """True when stdout has a width to fit: a terminal, or ``COLUMNS`` set. A pipe or a
+    file without ``COLUMNS`` has none: tables are printed as wide as their content."""
+    return out.is_terminal or bool(os.environ.get("COLUMNS"))
+
+
+def narrow_layout() -> bool:
+    """True when a listing should use its narrow layout (a width under :data:`WIDE`)."""
+    return has_width() and out.width < WIDE
+
+
 def print_table(table: Table) -> None:
-    """Print a table on stdout. Without a terminal (a pipe, a file, CI) it is printed as
-    wide as its content, so that no cell (an id above all) is cut short to fit 80
-    columns: what is shown can be passed back to another command."""
-    if out.is_terminal:
+    """Print a table on stdout. Without a width to fit (a pipe, a file, CI, without
+    ``COLUMNS``) it is printed as wide as its content, so that no cell (an id above all)
+    is cut short to fit 80 columns: what is shown can be passed back to another command."""
+    if has_width():
         out.print(table)
         return
     from rich.measure import Measurement

@@ -22,7 +22,15 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from jobtrack.cli.common import console, open_database, out, print_table, run, url_of
+from jobtrack.cli.common import (
+    console,
+    narrow_layout,
+    open_database,
+    out,
+    print_table,
+    run,
+    url_of,
+)
 from jobtrack.domain.flows import Flow
 from jobtrack.domain.records import Job, Phase
 from jobtrack.domain.status import (
@@ -89,9 +97,6 @@ def job_label(job: Job, *, tell_apart: bool = True) -> Text:
 
 
 #: console width below which tables take their narrow form (two lines per row, no tenant)
-WIDE = 120
-
-
 def narrow_table(*columns: str) -> Table:
     """A table for an 80-column terminal: no vertical rules, cells fold instead of being
     cut to ``s…``; the id column (first) never wraps."""
@@ -242,7 +247,7 @@ def register(app: typer.Typer) -> None:
         if not flows:
             console.print("no flows")
             return
-        if out.width < WIDE:
+        if narrow_layout():
             narrow = narrow_table("flow id", "flowname", "status", "created")
             for f in flows:
                 p = f.progress

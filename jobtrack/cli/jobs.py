@@ -31,10 +31,17 @@ from rich.table import Table
 from rich.text import Text
 
 from jobtrack.cli import enqueue
-from jobtrack.cli.common import console, open_database, out, print_table, run, url_of
+from jobtrack.cli.common import (
+    console,
+    narrow_layout,
+    open_database,
+    out,
+    print_table,
+    run,
+    url_of,
+)
 from jobtrack.cli.flows import (
     STYLE,
-    WIDE,
     job_label,
     narrow_table,
     progress_bar,
@@ -238,7 +245,7 @@ def register(app: typer.Typer) -> None:
         if not found:
             console.print("no jobs")
             return
-        if out.width < WIDE:
+        if narrow_layout():
             narrow = narrow_table("job id", "name / queue", "status / step", "updated")
             for j in found:
                 step = " ".join(filter(None, (j.step, _progress(j))))

@@ -8,8 +8,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from jobtrack.cli.common import console, open_database, out, print_table, run, url_of
-from jobtrack.cli.flows import WIDE, narrow_table, stacked
+from jobtrack.cli.common import (
+    console,
+    narrow_layout,
+    open_database,
+    out,
+    print_table,
+    run,
+    url_of,
+)
+from jobtrack.cli.flows import narrow_table, stacked
 
 
 def _day(value: object) -> str:
@@ -66,7 +74,7 @@ def register(app: typer.Typer) -> None:
                 await db.dispose()
 
         keys = run(go())
-        if out.width < WIDE:
+        if narrow_layout():
             narrow = narrow_table("id", "prefix", "tenant", "created", "revoked")
             for k in keys:
                 tenant = f"{k['tenant']} (admin)" if k["admin"] else str(k["tenant"])

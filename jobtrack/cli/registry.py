@@ -11,24 +11,15 @@ alone on stdout. They read the database directly (an operator's view).
 """
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import orjson
 import typer
-from rich.table import Table
-from rich.text import Text
 
-from jobtrack.cli.common import out, run, settings_of
-from jobtrack.domain.registry import (
-    STALE_LEASES,
-    TaskRecord,
-    WorkerInfo,
-    task_to_wire,
-    worker_to_wire,
-)
-from jobtrack.settings import Settings
-from jobtrack.store import registry as store_registry
-from jobtrack.store.engine import Database
+from jobtrack.cli.common import open_database, out, print_table, run, settings_of, url_of
+
+if TYPE_CHECKING:  # loaded only by the commands that run (start-up time)
+    from jobtrack.domain.registry import TaskRecord, WorkerInfo
 
 JsonOption = Annotated[bool, typer.Option("--json", help="the list as JSON on stdout")]
 
@@ -37,19 +28,24 @@ def _when(value: datetime) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S")
 
 
-async def load_workers(settings: Settings) -> list[WorkerInfo]:
-    db = Database(settings.database_url)
+async def load_workers(url: str, lease_seconds: float) -> "list[WorkerInfo]":
+    from jobtrack.domain.registry import STALE_LEASES
+    from jobtrack.store import registry as store_registry
+
+    db = await open_database(url, create=False)
     try:
         async with db.read() as conn:
             return await store_registry.list_workers(
                 conn, now=datetime.now(UTC),
-                stale_after=timedelta(seconds=settings.lease_seconds * STALE_LEASES))
+                stale_after=timedelta(seconds=lease_seconds * STALE_LEASES))
     finally:
         await db.dispose()
 
 
-async def load_tasks(settings: Settings) -> list[TaskRecord]:
-    db = Database(settings.database_url)
+async def load_tasks(url: str) -> "list[TaskRecord]":
+    from jobtrack.store import registry as store_registry
+
+    db = await open_database(url, create=False)
     try:
         async with db.read() as conn:
             return await store_registry.list_tasks(conn)
@@ -71,7 +67,12 @@ def register(app: typer.Typer) -> None:
     @workers.command("ls")
     def list_workers(ctx: typer.Context, as_json: JsonOption = False) -> None:
         """Recorded workers, oldest first; stale ones (no heartbeat) marked."""
-        found = run(load_workers(settings_of(ctx)))
+        from rich.table import Table
+        from rich.text import Text
+
+        from jobtrack.domain.registry import worker_to_wire
+
+        found = run(load_workers(url_of(ctx), settings_of(ctx).lease_seconds))
         if as_json:
             out.print_json(orjson.dumps([worker_to_wire(w) for w in found]).decode())
             return
@@ -81,12 +82,16 @@ def register(app: typer.Typer) -> None:
             state = Text("stale", style="yellow") if w.stale else Text("alive", style="green")
             table.add_row(w.id, w.host, str(w.pid), ",".join(w.queues), str(w.concurrency),
                           str(w.running), _when(w.started_at), _when(w.heartbeat_at), state)
-        out.print(table)
+        print_table(table)
 
     @tasks.command("ls")
     def list_tasks(ctx: typer.Context, as_json: JsonOption = False) -> None:
         """Recorded task declarations, by name then queue."""
-        found = run(load_tasks(settings_of(ctx)))
+        from rich.table import Table
+
+        from jobtrack.domain.registry import task_to_wire
+
+        found = run(load_tasks(url_of(ctx)))
         if as_json:
             out.print_json(orjson.dumps([task_to_wire(t) for t in found]).decode())
             return
@@ -104,4 +109,4 @@ def register(app: typer.Typer) -> None:
                           "" if d.max_attempts is None else str(d.max_attempts), backoff,
                           _seconds(d.timeout), ", ".join(params), _when(t.updated_at),
                           t.worker_id or "")
-        out.print(table)
+        print_table(table)

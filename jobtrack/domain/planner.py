@@ -101,10 +101,13 @@ def _to_retry(job: Job, now: datetime, run_at: datetime | None) -> Job:
     )
 
 
-def _to_terminal(job: Job, status: JobStatus, now: datetime) -> Job:
+def _to_terminal(job: Job, status: JobStatus, now: datetime, *, stale_error: bool = False) -> Job:
+    """Finish ``job``. A completed job carries no error; ``stale_error``: the error it
+    carries is an earlier attempt's (a pending retry), which is not this outcome's."""
     return replace(
         job,
         status=status,
+        error=None if status is JobStatus.COMPLETED or stale_error else job.error,
         phases=tuple(settle_phases(job.phases, status, now)),
         completed_at=now,
         worker_id=None,
@@ -176,7 +179,8 @@ def plan_update(job: Job, upd: JobUpdate, now: datetime) -> Change:
     elif target is JobStatus.PENDING:
         after = _to_retry(after, now, upd.retry_at)
     else:
-        after = _to_terminal(after, target, now)
+        after = _to_terminal(after, target, now,
+                             stale_error=job.status is JobStatus.PENDING and upd.error is None)
     _check_agrees_with_phases(after)
     return _diff(job, after, now)
 
@@ -287,7 +291,7 @@ def plan_finish(
 def plan_cancel(job: Job, now: datetime) -> Change:
     """Cancel: a pending job now; a running job when its worker reaches a checkpoint."""
     if job.status is JobStatus.PENDING:
-        return _diff(job, _to_terminal(job, JobStatus.CANCELLED, now), now)
+        return _diff(job, _to_terminal(job, JobStatus.CANCELLED, now, stale_error=True), now)
     if job.status is JobStatus.RUNNING:
         return _diff(job, replace(job, cancel_requested=True), now)
     raise InvalidTransition(current=job.status.value, target=JobStatus.CANCELLED.value,
@@ -370,7 +374,7 @@ def plan_cascade(job: Job, now: datetime, *, status: JobStatus, reason: str) -> 
         return plan_cancel(job, now) if status is JobStatus.CANCELLED else \
             plan_update(job, JobUpdate(status=status, error={"message": reason}), now)
     check_transition(job.status, status)
-    after = _to_terminal(job, status, now)
+    after = _to_terminal(job, status, now, stale_error=True)
     if status is JobStatus.FAILED:
         after = replace(after, error={"message": reason, "code": "child_failed"})
     return _diff(job, after, now)

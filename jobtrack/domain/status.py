@@ -266,7 +266,7 @@ def flow_status(
     return FlowStatus.PENDING
 
 
-def percentage(done: int, total: int) -> float:
+def percentage(done: float, total: float) -> float:
     """``100 * done / total`` rounded to two decimals; 0 for an empty total."""
     if total <= 0:
         return 0.0

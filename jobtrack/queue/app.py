@@ -162,6 +162,7 @@ class App:
     async def _resolve(self, subs: Sequence[Submission], now: datetime) -> list[Job]:
         """New jobs, each resolved against its task's declaration (this App's, or the one
         a worker recorded); :class:`ValidationFailed` for data the task cannot take."""
+        await self.open()  # a new embedded database is migrated before it is read
         lookup = await store_registry.resolver(self.db, {s.name for s in subs},
                                                local=self.declared, cache=self.declarations)
         default = self.settings.default_max_attempts

@@ -94,6 +94,7 @@ async def enqueue_flow(app: "App", flowname: str, root: FlowJob) -> Flow:
     now = datetime.now(UTC)
     tree = to_submission(root)
     settings = app.settings
+    await app.open()  # a new embedded database is migrated before it is read
     lookup = await store_registry.resolver(app.db, flow_names(tree), local=app.declared,
                                            cache=app.declarations)
     node = resolve_tree(tree, lookup, now=now, default_max_attempts=settings.default_max_attempts)

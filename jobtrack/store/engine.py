@@ -19,7 +19,7 @@ import math
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import orjson
 import psycopg
@@ -30,7 +30,9 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from jobtrack.errors import DatabaseUnavailable, WriteConflict
-from jobtrack.settings import Settings
+
+if TYPE_CHECKING:  # the CLI's listing commands open a database without building settings
+    from jobtrack.settings import Settings
 
 #: how much longer than its statement timeout the client waits for a statement's answer
 ANSWER_MARGIN = 2.0
@@ -45,7 +47,7 @@ class Timeouts:
     pool: float
 
     @classmethod
-    def of(cls, settings: Settings) -> Self:
+    def of(cls, settings: "Settings") -> Self:
         return cls(connect=settings.db_connect_timeout_seconds,
                    statement=settings.db_statement_timeout_seconds,
                    pool=settings.db_pool_timeout_seconds)

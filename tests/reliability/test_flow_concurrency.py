@@ -245,7 +245,7 @@ async def check(run: Run, *, final: bool) -> None:
             assert flow.progress.counts() == counted, (flow.progress, counted)
             assert flow.progress.total == len(flow_jobs[fid])
             assert flow.status == flow_status(counted, cancelled_by_user=flow.cancelled,
-                                      started=flow.started_at is not None)
+                                              started=flow.started_at is not None)
         hist = await conn.execute(
             select(events.c.id, events.c.job_id, events.c.from_status, events.c.to_status,
                    events.c.attempt)
