@@ -9,13 +9,7 @@ type, an unknown option) is refused whole with a 422 naming the path of the bad 
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal, Self
 
-from pydantic import (
-    Field,
-    ModelWrapValidatorHandler,
-    PrivateAttr,
-    StrictInt,
-    model_validator,
-)
+from pydantic import Field, StrictInt, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
@@ -32,6 +26,7 @@ from jobtrack.api.schemas import (
     PhaseNames,
     ProgressInput,
     StatusIn,
+    StatusReport,
     UtcDatetime,
 )
 from jobtrack.domain.spec import Submission, SubmissionNode
@@ -106,7 +101,7 @@ class FlowCreate(FlowJobIn):
     flowname: Annotated[Name, Field(description="what kind of flow this is, e.g. ingest-pdf")]
 
 
-class FlowJobReport(InputModel):
+class FlowJobReport(StatusReport):
     """``PUT /flows/{flowId}/jobs/{jobId}``: a worker of another system reports one job
     of the flow. ``status`` also accepts the aliases of the status contract during a
     deprecation window (answered with a ``Deprecation`` header)."""
@@ -115,22 +110,6 @@ class FlowJobReport(InputModel):
     result: JsonValue = None
     error: ErrorIn | None = None
     progress: ProgressInput | None = None
-
-    _status_alias: str | None = PrivateAttr(default=None)
-
-    @model_validator(mode="wrap")
-    @classmethod
-    def _note_alias(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
-        model = handler(data)
-        raw = data.get("status") if isinstance(data, dict) else None
-        if isinstance(raw, str) and raw != model.status.value:
-            model._status_alias = raw
-        return model
-
-    @property
-    def status_alias(self) -> str | None:
-        """The alias the request spelled instead of the canonical status, if any."""
-        return self._status_alias
 
 
 # --- responses ---------------------------------------------------------------------

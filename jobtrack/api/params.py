@@ -1,4 +1,5 @@
-"""Path parameters shared by routes, and the link between an HTTP claim and its lease.
+"""Path and query parameters shared by routes, and the link between an HTTP claim and its
+lease.
 
 A job claimed over HTTP is held by ``http:<key id>:<lease seconds>``: the holder is the
 key that claimed it, and the lease term travels with it, so a ``PATCH`` by that key (its
@@ -9,11 +10,11 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Annotated
 
-from fastapi import Path, Request
+from fastapi import Path, Query, Request
 from pydantic import AfterValidator
 
 from jobtrack.api.middleware import ALIAS_SETTING, request_context
-from jobtrack.api.schemas import ProgressIn, clean_text
+from jobtrack.api.schemas import ProgressIn, StatusIn, clean_text
 from jobtrack.domain.records import Progress
 from jobtrack.domain.status import JobStatus
 from jobtrack.errors import ValidationFailed
@@ -28,6 +29,12 @@ PhaseName = Annotated[str, Path(alias="phase", min_length=1, max_length=200),
                      AfterValidator(clean_text)]
 #: a text filter of a query string (compared with stored names)
 QueryText = Annotated[str, AfterValidator(clean_text)]
+#: the query parameters of a list route: ``?status=`` (aliases noted by
+#: :func:`note_status_alias`), ``?limit=`` (see :func:`check_page_size`), ``?cursor=``
+StatusQuery = Annotated[StatusIn | None, Query(description="aliases accepted (deprecated)")]
+PageLimit = Annotated[int, Query(ge=1, le=10_000)]
+PageCursor = Annotated[str | None, Query(max_length=64,
+                                         description="nextCursor of the previous page")]
 
 _HOLDER = "http:"
 

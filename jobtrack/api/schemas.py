@@ -205,7 +205,31 @@ class PhasePatch(InputModel):
     progress: ProgressInput | None = None
 
 
-class JobPatch(InputModel):
+class StatusReport(InputModel):
+    """Base of the reports whose ``status`` accepts the aliases of the status contract
+    (``PATCH /jobs/{jobId}``, ``PUT /flows/{flowId}/jobs/{jobId}``): notes the alias the
+    request spelled, for the route to answer with a ``Deprecation`` header or, once
+    ``JOBTRACK_ACCEPT_STATUS_ALIASES`` is off, a 422."""
+
+    _status_alias: str | None = PrivateAttr(default=None)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _note_alias(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        model = handler(data)
+        raw = data.get("status") if isinstance(data, dict) else None
+        status = getattr(model, "status", None)
+        if isinstance(raw, str) and isinstance(status, JobStatus) and raw != status.value:
+            model._status_alias = raw
+        return model
+
+    @property
+    def status_alias(self) -> str | None:
+        """The alias the request spelled instead of the canonical status, if any."""
+        return self._status_alias
+
+
+class JobPatch(StatusReport):
     """``PATCH /jobs/{jobId}``: a worker's report. Absent fields stay as they are;
     ``result: null`` clears the result. ``status`` also accepts the aliases of the status
     contract during a deprecation window (answered with a ``Deprecation`` header)."""
@@ -217,22 +241,6 @@ class JobPatch(InputModel):
     result: JsonValue = None
     error: ErrorIn | None = None
     stats: JsonObject | None = None
-
-    _status_alias: str | None = PrivateAttr(default=None)
-
-    @model_validator(mode="wrap")
-    @classmethod
-    def _note_alias(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
-        model = handler(data)
-        raw = data.get("status") if isinstance(data, dict) else None
-        if isinstance(raw, str) and model.status is not None and raw != model.status.value:
-            model._status_alias = raw
-        return model
-
-    @property
-    def status_alias(self) -> str | None:
-        """The alias the request spelled instead of the canonical status, if any."""
-        return self._status_alias
 
 
 class ClaimRequest(InputModel):

@@ -20,7 +20,6 @@ before anything is stored.
 """
 
 import asyncio
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
@@ -40,6 +39,7 @@ from jobtrack.domain.spec import (
 )
 from jobtrack.errors import ValidationFailed
 from jobtrack.queue import flows as queue_flows
+from jobtrack.queue.polling import poll_until
 from jobtrack.queue.tasks import TaskRegistry, make_task
 from jobtrack.settings import Settings
 from jobtrack.store import jobs as store_jobs
@@ -239,17 +239,8 @@ class App:
 
     async def wait(self, job_id: str, timeout: float | None = None) -> Job:
         """Poll until the job is terminal; TimeoutError after ``timeout`` seconds."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        delay = 0.01
-        while True:
-            job = await self.get_job(job_id)
-            if job is None:
-                raise store_jobs.not_found(job_id)
-            if job.is_terminal:
-                return job
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"job {job_id} is still {job.status.value} after "
-                                   f"{timeout} s")
-            pause = delay if deadline is None else min(delay, deadline - time.monotonic())
-            await asyncio.sleep(max(0.0, pause))
-            delay = min(delay * 2, 0.25)
+        return await poll_until(
+            lambda: self.get_job(job_id), lambda job: job.is_terminal,
+            missing=lambda: store_jobs.not_found(job_id),
+            late=lambda job: f"job {job_id} is still {job.status.value} after {timeout} s",
+            timeout=timeout)

@@ -18,8 +18,6 @@ options take a leading underscore, as with :meth:`App.enqueue`: ``_queue``,
 if its function takes ``flowId``).
 """
 
-import asyncio
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +28,7 @@ from jobtrack.domain.records import Job
 from jobtrack.domain.spec import FLOW_OPTIONS, SubmissionNode, flow_names, resolve_tree, submission
 from jobtrack.domain.status import FLOW_TERMINAL
 from jobtrack.errors import ValidationFailed
+from jobtrack.queue.polling import poll_until
 from jobtrack.store import flows as store_flows
 from jobtrack.store import keys as store_keys
 from jobtrack.store import registry as store_registry
@@ -125,18 +124,11 @@ async def flow_jobs(app: "App", flow_id: str) -> list[Job]:
 async def wait_flow(app: "App", flow_id: str, timeout: float | None = None) -> Flow:
     """Poll the summary until the flow is completed, failed or cancelled (a failed or
     cancelled flow may still have jobs finishing); TimeoutError after ``timeout`` s."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    delay = 0.01
-    while True:
-        flow = await get_flow(app, flow_id)
-        if flow is None:
-            raise store_flows.not_found(flow_id)
+    def late(flow: Flow) -> str:
         p = flow.progress
-        if flow.status in FLOW_TERMINAL:
-            return flow
-        if deadline is not None and time.monotonic() >= deadline:
-            raise TimeoutError(f"flow {flow_id} is still {flow.status.value} after "
-                               f"{timeout} s ({p.completed}/{p.total} completed)")
-        pause = delay if deadline is None else min(delay, deadline - time.monotonic())
-        await asyncio.sleep(max(0.0, pause))
-        delay = min(delay * 2, 0.25)
+        return (f"flow {flow_id} is still {flow.status.value} after {timeout} s "
+                f"({p.completed}/{p.total} completed)")
+
+    return await poll_until(
+        lambda: get_flow(app, flow_id), lambda flow: flow.status in FLOW_TERMINAL,
+        missing=lambda: store_flows.not_found(flow_id), late=late, timeout=timeout)

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
 
 import orjson
-import psycopg
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -31,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from jobtrack.errors import DatabaseUnavailable, WriteConflict
 
-if TYPE_CHECKING:  # the CLI's listing commands open a database without building settings
+if TYPE_CHECKING:  # (psycopg and pydantic-settings load only when used: CLI start-up)
     from jobtrack.settings import Settings
 
 #: how much longer than its statement timeout the client waits for a statement's answer
@@ -58,31 +57,37 @@ class Timeouts:
         return self.statement + ANSWER_MARGIN
 
 
-class _BoundedConnection(psycopg.AsyncConnection[Any]):
+@functools.cache
+def _bounded_connection_class() -> Any:
     """A psycopg connection that waits at most ``answer_timeout`` seconds for any one
     answer of the server; then it closes (the pool drops it) and raises
-    ``OperationalError`` ("timed out")."""
+    ``OperationalError`` ("timed out"). Built on first use: psycopg is only imported for
+    PostgreSQL."""
+    import psycopg
 
-    answer_timeout: float | None = None
+    class _BoundedConnection(psycopg.AsyncConnection[Any]):
+        answer_timeout: float | None = None
 
-    async def wait(self, gen: Any, interval: float = 0.1,
-                   timeout: float | None = None) -> Any:
-        bound = self.answer_timeout
-        if timeout is not None or bound is None:
-            return await super().wait(gen, interval, timeout)
-        try:
-            return await super().wait(gen, interval, bound)
-        except psycopg.OperationalError as exc:
-            if type(exc).__name__ != "_WaitTimeout":  # psycopg's own, when a wait expires
-                raise
-            # the statement is still in flight: this connection cannot be used again
-            self.pgconn.finish()
-            raise psycopg.OperationalError(
-                f"the database did not answer within {bound:g} s: timed out") from None
+        async def wait(self, gen: Any, interval: float = 0.1,
+                       timeout: float | None = None) -> Any:
+            bound = self.answer_timeout
+            if timeout is not None or bound is None:
+                return await super().wait(gen, interval, timeout)
+            try:
+                return await super().wait(gen, interval, bound)
+            except psycopg.OperationalError as exc:
+                if type(exc).__name__ != "_WaitTimeout":  # psycopg's own, when a wait expires
+                    raise
+                # the statement is still in flight: this connection cannot be used again
+                self.pgconn.finish()
+                raise psycopg.OperationalError(
+                    f"the database did not answer within {bound:g} s: timed out") from None
+
+    return _BoundedConnection
 
 
 async def _bounded_connect(*args: Any, answer_timeout: float, **kwargs: Any) -> Any:
-    conn = await _BoundedConnection.connect(*args, **kwargs)
+    conn = await _bounded_connection_class().connect(*args, **kwargs)
     conn.answer_timeout = answer_timeout
     return conn
 

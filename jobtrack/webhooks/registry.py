@@ -5,11 +5,11 @@ another tenant's webhook is not found, like a missing one."""
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from jobtrack.domain.events import WEBHOOK_KINDS
 from jobtrack.domain.ids import is_id, new_id
 from jobtrack.errors import NotFound, ValidationFailed
-from jobtrack.settings import Settings
 from jobtrack.store.engine import Database
 from jobtrack.store.events import last_id
 from jobtrack.store.webhooks import (
@@ -22,9 +22,11 @@ from jobtrack.store.webhooks import (
 )
 from jobtrack.store.webhooks import delete_webhook as store_delete
 from jobtrack.store.webhooks import get_webhook as store_get
-from jobtrack.webhooks.dispatcher import CURSOR
 from jobtrack.webhooks.signing import new_secret
 from jobtrack.webhooks.urls import Resolver, check_url
+
+if TYPE_CHECKING:  # (pydantic-settings loads only where settings are built: CLI start-up)
+    from jobtrack.settings import Settings
 
 KINDS = tuple(WEBHOOK_KINDS)
 MIN_SECRET, MAX_SECRET = 16, 200
@@ -50,7 +52,7 @@ def check_kinds(kinds: Sequence[str]) -> tuple[str, ...]:
 
 async def create_webhook(
     db: Database,
-    settings: Settings,
+    settings: "Settings",
     *,
     tenant: str,
     url: str,
@@ -78,6 +80,9 @@ async def create_webhook(
     hook = Webhook(id=new_id(), tenant=tenant, url=url, events=kinds,
                    secret=secret or new_secret(), created_at=datetime.now(UTC),
                    flow_id=flow_id, queue_name=queue_name)
+    # (the dispatcher, with the event feed and psycopg, loads only when a webhook is made)
+    from jobtrack.webhooks.dispatcher import CURSOR
+
     async with db.write() as conn:
         await ensure_cursor(conn, CURSOR, start=await last_id(conn), now=hook.created_at)
         await insert_webhook(conn, hook)

@@ -11,7 +11,7 @@ from flowkit import row_counts
 
 from jobtrack.domain.records import Job
 from jobtrack.domain.status import FlowStatus, JobStatus, Step
-from jobtrack.errors import ValidationFailed
+from jobtrack.errors import NotFound, ValidationFailed
 from jobtrack.queue.app import App
 from jobtrack.queue.context import JobContext
 from jobtrack.queue.flows import FlowJob, flow_jobs, get_flow, wait_flow
@@ -154,3 +154,15 @@ async def test_bad_trees_are_refused_before_anything_is_stored(api: Api, app: Ap
     with pytest.raises(ValidationFailed, match="flowname"):
         await app.enqueue_flow(" ", FlowJob("x"))
     assert await row_counts(api.db) == before
+
+
+async def test_wait_flow_times_out_with_its_progress_and_refuses_an_unknown_flow(
+    app: App,
+) -> None:
+    flow = await app.enqueue_flow("ingest", FlowJob("assemble", _queue="q", children=[
+        FlowJob("extract", _queue="q")]))
+    with pytest.raises(TimeoutError, match=rf"^flow {flow.id} is still pending after 0.05 s "
+                                           r"\(0/2 completed\)$"):
+        await wait_flow(app, flow.id, timeout=0.05)
+    with pytest.raises(NotFound, match="flow 'no-such-flow' not found"):
+        await wait_flow(app, "no-such-flow", timeout=0.05)

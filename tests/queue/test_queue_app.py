@@ -10,7 +10,7 @@ import pytest
 
 import jobtrack
 from jobtrack.domain.status import JobStatus, PhaseStatus, Step
-from jobtrack.errors import TaskNotFound, ValidationFailed
+from jobtrack.errors import NotFound, TaskNotFound, ValidationFailed
 from jobtrack.queue.app import App
 from jobtrack.queue.context import JobContext, SyncJobContext
 from jobtrack.queue.flows import FlowJob
@@ -170,3 +170,14 @@ async def test_enqueue_resolves_against_the_task_a_worker_declared(app: App) -> 
 
     with pytest.raises(ValidationFailed, match="'height'"):
         await app.enqueue("resize", width=1, height=2)
+
+
+async def test_wait_times_out_naming_the_status_and_refuses_an_unknown_job(app: App) -> None:
+    @app.task
+    async def idle(ctx: JobContext) -> None: ...
+
+    job = await app.enqueue("idle")
+    with pytest.raises(TimeoutError, match=rf"^job {job.id} is still pending after 0.05 s$"):
+        await app.wait(job.id, timeout=0.05)
+    with pytest.raises(NotFound, match="job 'no-such-job' not found"):
+        await app.wait("no-such-job", timeout=0.05)

@@ -6,7 +6,6 @@ Thin like every route: one store operation in one transaction (or one read), ans
 the wire form of :mod:`jobtrack.domain.wire`. Another tenant's flow is a 404.
 """
 
-from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
@@ -24,25 +23,22 @@ from jobtrack.api.flow_schemas import (
 )
 from jobtrack.api.params import (
     JobId,
+    PageCursor,
+    PageLimit,
     QueryText,
+    StatusQuery,
     check_page_size,
-    held_term,
     note_status_alias,
-    progress_of,
-    status_alias,
     utcnow,
 )
+from jobtrack.api.reports import report_job
 from jobtrack.api.responses import AUTHENTICATED, errors, json_response
-from jobtrack.api.schemas import JobPublic, StatusIn
-from jobtrack.domain.planner import plan_update
-from jobtrack.domain.records import UNSET, Change, Job, JobUpdate
+from jobtrack.api.schemas import JobPublic
+from jobtrack.domain.records import Job
 from jobtrack.domain.spec import flow_names, resolve_tree
-from jobtrack.domain.status import FlowStatus, JobStatus
+from jobtrack.domain.status import FlowStatus
 from jobtrack.domain.wire import flow_to_wire, job_to_wire
-from jobtrack.errors import NotFound
 from jobtrack.store import flows as store
-from jobtrack.store.jobs import change_job
-from jobtrack.store.leases import renew_leases
 from jobtrack.store.registry import resolver
 
 router = APIRouter(tags=["flows"])
@@ -121,11 +117,9 @@ async def list_flows(
     caller: CallerDep,
     state: StateDep,
     flowname: Annotated[QueryText | None, Query(max_length=200)] = None,
-    status: Annotated[StatusIn | None, Query(description="aliases accepted (deprecated)")]
-    = None,
-    limit: Annotated[int, Query(ge=1, le=10_000)] = 50,
-    cursor: Annotated[str | None, Query(max_length=64,
-                                        description="nextCursor of the previous page")] = None,
+    status: StatusQuery = None,
+    limit: PageLimit = 50,
+    cursor: PageCursor = None,
 ) -> Response:
     """Flows of the caller's tenant (every tenant for an admin), newest first."""
     check_page_size(limit, state.settings.max_page_size)
@@ -137,15 +131,6 @@ async def list_flows(
         )
     return json_response({"items": [flow_to_wire(f) for f in items],
                           "nextCursor": next_cursor})
-
-
-def _to_update(body: FlowJobReport) -> JobUpdate:
-    return JobUpdate(
-        status=body.status,
-        progress=progress_of(body.progress),
-        result=body.result if "result" in body.model_fields_set else UNSET,
-        error=body.error.model_dump(exclude_none=True) if body.error is not None else None,
-    )
 
 
 @router.put(
@@ -161,26 +146,7 @@ async def report_flow_job(
     accepted), result, error, progress. 404 when the job is not in this flow; 409 for a
     move the status contract forbids (e.g. starting a parent whose children have not
     all completed, or changing a finished job)."""
-    if body.status_alias is not None:
-        status_alias(request, state.settings, body.status_alias, body.status.value)
-    upd = _to_update(body)
-    now = utcnow()
-
-    def plan(job: Job) -> Change:
-        if job.flow_id != flow_id:
-            raise NotFound(f"job {job_id!r} not found in flow {flow_id!r}",
-                           details={"flowId": flow_id, "jobId": job_id})
-        return plan_update(job, upd, now)
-
-    async with state.db.write() as conn:
-        job = await change_job(conn, job_id, plan, tenant=caller.scope, actor=caller.actor,
-                               now=now)
-        term = held_term(job.worker_id, caller.key)
-        if term is not None and job.status is JobStatus.RUNNING:
-            # the holder's report is its heartbeat, as with PATCH /jobs/{jobId}
-            await renew_leases(conn, worker_id=job.worker_id or "", ids=[job.id],
-                               lease_until=now + timedelta(seconds=term))
-    return json_response(job_to_wire(job))
+    return await report_job(request, job_id, body, caller, state, flow_id=flow_id)
 
 
 @router.post(

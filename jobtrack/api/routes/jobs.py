@@ -4,7 +4,6 @@ Thin: each route turns its request into a domain value, runs one store operation
 transaction (or one read), and answers the wire form of :mod:`jobtrack.domain.wire`.
 """
 
-from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -13,14 +12,15 @@ from starlette.responses import Response
 from jobtrack.api.deps import CallerDep, StateDep
 from jobtrack.api.params import (
     JobId,
+    PageCursor,
+    PageLimit,
     QueryText,
+    StatusQuery,
     check_page_size,
-    held_term,
     note_status_alias,
-    progress_of,
-    status_alias,
     utcnow,
 )
+from jobtrack.api.reports import report_job
 from jobtrack.api.responses import AUTHENTICATED, errors, json_response
 from jobtrack.api.schemas import (
     JobCreate,
@@ -28,18 +28,13 @@ from jobtrack.api.schemas import (
     JobPage,
     JobPatch,
     JobPublic,
-    StatusIn,
     Transition,
 )
 from jobtrack.domain.ids import new_id
-from jobtrack.domain.planner import plan_update
-from jobtrack.domain.records import UNSET, JobUpdate, PhaseUpdate
 from jobtrack.domain.spec import job_of, resolve
-from jobtrack.domain.status import JobStatus
 from jobtrack.domain.wire import iso, job_to_wire
 from jobtrack.store.events import history
-from jobtrack.store.jobs import JobFilter, change_job, get_job, list_jobs, not_found
-from jobtrack.store.leases import renew_leases
+from jobtrack.store.jobs import JobFilter, get_job, list_jobs, not_found
 from jobtrack.store.registry import resolver
 
 router = APIRouter(tags=["jobs"])
@@ -95,14 +90,12 @@ async def list_jobs_route(
     request: Request,
     caller: CallerDep,
     state: StateDep,
-    status: Annotated[StatusIn | None, Query(description="aliases accepted (deprecated)")]
-    = None,
+    status: StatusQuery = None,
     queue_name: Annotated[QueryText | None, Query(alias="queueName", max_length=200)] = None,
     flow_id: Annotated[str | None, Query(alias="flowId", max_length=64)] = None,
     name: Annotated[QueryText | None, Query(max_length=200)] = None,
-    limit: Annotated[int, Query(ge=1, le=10_000)] = 50,
-    cursor: Annotated[str | None, Query(max_length=64,
-                                        description="nextCursor of the previous page")] = None,
+    limit: PageLimit = 50,
+    cursor: PageCursor = None,
 ) -> Response:
     """Jobs of the caller's tenant (every tenant for an admin), newest first."""
     check_page_size(limit, state.settings.max_page_size)
@@ -112,23 +105,6 @@ async def list_jobs_route(
     async with state.db.read() as conn:
         items, next_cursor = await list_jobs(conn, flt, limit=limit, cursor=cursor)
     return json_response({"items": [job_to_wire(j) for j in items], "nextCursor": next_cursor})
-
-
-def to_update(body: JobPatch) -> JobUpdate:
-    """The planner's view of a ``PATCH`` body."""
-    phase = None
-    if body.phase is not None:
-        phase = PhaseUpdate(name=body.phase.name, status=body.phase.status,
-                            progress=progress_of(body.phase.progress))
-    return JobUpdate(
-        status=body.status,
-        step=body.step,
-        progress=progress_of(body.progress),
-        phase=phase,
-        result=body.result if "result" in body.model_fields_set else UNSET,
-        error=body.error.model_dump(exclude_none=True) if body.error is not None else None,
-        stats=body.stats,
-    )
 
 
 @router.patch(
@@ -145,19 +121,7 @@ async def patch_job(
     A ``PATCH`` by the key that claimed the job (``POST /queues/{queueName}/claim``) while
     it runs is also its heartbeat: the lease is renewed for the term of the claim.
     """
-    if body.status_alias is not None and body.status is not None:
-        status_alias(request, state.settings, body.status_alias, body.status.value)
-    upd = to_update(body)
-    now = utcnow()
-    async with state.db.write() as conn:
-        job = await change_job(conn, job_id, lambda j: plan_update(j, upd, now),
-                               tenant=caller.scope, actor=caller.actor, now=now)
-        term = held_term(job.worker_id, caller.key)
-        if term is not None and job.status is JobStatus.RUNNING:
-            # the holder's report is its heartbeat (same transaction, row still locked)
-            await renew_leases(conn, worker_id=job.worker_id or "", ids=[job.id],
-                               lease_until=now + timedelta(seconds=term))
-    return json_response(job_to_wire(job))
+    return await report_job(request, job_id, body, caller, state)
 
 
 @router.get(
