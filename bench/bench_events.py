@@ -42,7 +42,8 @@ import orjson
 from scratch import scratch  # bench/: the script's own folder
 
 from jobtrack.domain.ids import new_id
-from jobtrack.domain.jobs import Change, Job, JobUpdate, Progress, new_job, plan_update
+from jobtrack.domain.planner import plan_update
+from jobtrack.domain.records import Change, Job, JobUpdate, Progress, new_job
 from jobtrack.store.engine import Database
 from jobtrack.store.jobs import change_job, insert_jobs
 from jobtrack.store.keys import create_key

@@ -39,7 +39,7 @@ from sqlalchemy import text
 from jobtrack.api.app import create_app
 from jobtrack.domain.flows import Flow, FlowNode
 from jobtrack.domain.ids import new_id
-from jobtrack.domain.jobs import new_job
+from jobtrack.domain.records import new_job
 from jobtrack.domain.status import FlowStatus, JobStatus
 from jobtrack.queue.outcomes import Outcome, write_outcomes
 from jobtrack.settings import Settings

@@ -31,7 +31,8 @@ from bench_events import api_server, contention, machine, summary  # bench/: thi
 from scratch import scratch
 
 from jobtrack.domain.flows import FlowNode
-from jobtrack.domain.jobs import Change, Job, JobUpdate, plan_update
+from jobtrack.domain.planner import plan_update
+from jobtrack.domain.records import Change, Job, JobUpdate
 from jobtrack.domain.status import JobStatus
 from jobtrack.store.engine import Database
 from jobtrack.store.flows import create_flow

@@ -6,7 +6,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from jobtrack.domain.jobs import Job, Phase, Progress
+    from jobtrack.domain.records import Job, Phase, Progress
     from jobtrack.domain.retry import RetryPolicy
     from jobtrack.domain.status import FlowStatus, JobStatus, PhaseStatus, Step
     from jobtrack.errors import JobtrackError
@@ -36,14 +36,14 @@ __all__ = [
 _WHERE = {
     "App": "jobtrack.queue.app",
     "FlowStatus": "jobtrack.domain.status",
-    "Job": "jobtrack.domain.jobs",
+    "Job": "jobtrack.domain.records",
     "JobCancelled": "jobtrack.queue.context",
     "JobContext": "jobtrack.queue.context",
     "JobStatus": "jobtrack.domain.status",
     "JobtrackError": "jobtrack.errors",
-    "Phase": "jobtrack.domain.jobs",
+    "Phase": "jobtrack.domain.records",
     "PhaseStatus": "jobtrack.domain.status",
-    "Progress": "jobtrack.domain.jobs",
+    "Progress": "jobtrack.domain.records",
     "RetryPolicy": "jobtrack.domain.retry",
     "Settings": "jobtrack.settings",
     "Step": "jobtrack.domain.status",

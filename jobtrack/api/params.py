@@ -15,7 +15,7 @@ from pydantic import AfterValidator
 
 from jobtrack.api.middleware import ALIAS_SETTING, request_context
 from jobtrack.api.schemas import ProgressIn, StatusIn, clean_text
-from jobtrack.domain.jobs import Progress
+from jobtrack.domain.records import Progress
 from jobtrack.domain.status import JobStatus
 from jobtrack.errors import ValidationFailed
 from jobtrack.settings import Settings

@@ -1,7 +1,7 @@
 """A worker's report of one job, shared by ``PATCH /jobs/{jobId}`` and
 ``PUT /flows/{flowId}/jobs/{jobId}`` (which also checks the job is in its flow).
 
-One transaction: the job is planned with :func:`jobtrack.domain.jobs.plan_update` and
+One transaction: the job is planned with :func:`jobtrack.domain.planner.plan_update` and
 written; a report by the key that claimed the job while it runs is also its heartbeat.
 """
 
@@ -16,7 +16,8 @@ from jobtrack.api.flow_schemas import FlowJobReport
 from jobtrack.api.params import held_term, progress_of, status_alias, utcnow
 from jobtrack.api.responses import json_response
 from jobtrack.api.schemas import JobPatch
-from jobtrack.domain.jobs import UNSET, Change, Job, JobUpdate, PhaseUpdate, plan_update
+from jobtrack.domain.planner import plan_update
+from jobtrack.domain.records import UNSET, Change, Job, JobUpdate, PhaseUpdate
 from jobtrack.domain.status import JobStatus
 from jobtrack.domain.wire import job_to_wire
 from jobtrack.errors import NotFound

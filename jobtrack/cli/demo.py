@@ -29,7 +29,8 @@ from rich.text import Text
 
 from jobtrack.cli.common import console, migrate_if_wanted, settings_of
 from jobtrack.domain.flows import Flow
-from jobtrack.domain.jobs import Job, plan_pause
+from jobtrack.domain.planner import plan_pause
+from jobtrack.domain.records import Job
 from jobtrack.domain.status import TERMINAL, FlowStatus, JobStatus, PhaseStatus
 from jobtrack.errors import Conflict, InvalidTransition
 

@@ -13,7 +13,7 @@ from jobtrack.cli.common import console, out, run, settings_of
 from jobtrack.domain.status import JobStatus
 
 if TYPE_CHECKING:
-    from jobtrack.domain.jobs import Job
+    from jobtrack.domain.records import Job
 
 
 def _arguments(data: str) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from jobtrack.cli.common import (
     url_of,
 )
 from jobtrack.domain.flows import Flow
-from jobtrack.domain.jobs import Job, Phase
+from jobtrack.domain.records import Job, Phase
 from jobtrack.domain.status import (
     FLOW_TERMINAL,
     FlowStatus,

@@ -48,7 +48,8 @@ from jobtrack.cli.flows import (
     stacked,
     when,
 )
-from jobtrack.domain.jobs import Change, Job, plan_cancel, plan_retry
+from jobtrack.domain.planner import plan_cancel, plan_retry
+from jobtrack.domain.records import Change, Job
 from jobtrack.domain.status import JobStatus, PhaseStatus, normalize_status
 from jobtrack.domain.wire import job_to_wire
 

@@ -19,7 +19,7 @@ from jobtrack.errors import JobtrackError
 
 if TYPE_CHECKING:
     from jobtrack.queue.app import App
-    from jobtrack.queue.worker import WorkerStats
+    from jobtrack.queue.stats import WorkerStats
 
 
 def register(app: typer.Typer) -> None:

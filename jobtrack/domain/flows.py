@@ -13,7 +13,7 @@ from typing import Any
 
 from jobtrack.domain.events import EventType, flow_event_type
 from jobtrack.domain.ids import new_id
-from jobtrack.domain.jobs import Job, new_job
+from jobtrack.domain.records import Job, new_job
 from jobtrack.domain.status import TERMINAL, FlowStatus, JobStatus, flow_status, percentage
 from jobtrack.errors import ValidationFailed
 
@@ -127,7 +127,7 @@ class FlowNode:
     priority: int = 0
     max_attempts: int | None = None
     run_at: datetime | None = None
-    #: the job's own retry policy (see :attr:`jobtrack.domain.jobs.Job.retry`)
+    #: the job's own retry policy (see :attr:`jobtrack.domain.records.Job.retry`)
     retry: Mapping[str, float] | None = None
 
 

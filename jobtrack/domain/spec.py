@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from jobtrack.domain.flows import FlowNode
-from jobtrack.domain.jobs import Job, new_job
+from jobtrack.domain.records import Job, new_job
 from jobtrack.errors import ValidationFailed
 
 #: the queue of a job whose submission and task say nothing

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from jobtrack.domain.flows import Flow, FlowProgress
-from jobtrack.domain.jobs import Job, Phase, Progress
+from jobtrack.domain.records import Job, Phase, Progress
 
 #: domain field -> wire key, in the order of the job shape in docs/reference/http-api.md
 JOB_FIELDS: Final[Mapping[str, str]] = {

@@ -29,7 +29,7 @@ from typing import Any, Self, TypeVar, overload
 
 from jobtrack.domain.flows import Flow
 from jobtrack.domain.ids import new_id
-from jobtrack.domain.jobs import Job
+from jobtrack.domain.records import Job
 from jobtrack.domain.retry import RetryPolicy
 from jobtrack.domain.spec import (
     DEFAULT_QUEUE,

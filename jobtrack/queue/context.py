@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
-from jobtrack.domain.jobs import Job, JobUpdate, PhaseUpdate, Progress
+from jobtrack.domain.records import Job, JobUpdate, PhaseUpdate, Progress
 from jobtrack.domain.status import PhaseStatus, StopReason
 from jobtrack.errors import InvalidTransition
 

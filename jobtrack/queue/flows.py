@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from jobtrack.domain.flows import Flow
-from jobtrack.domain.jobs import Job
+from jobtrack.domain.records import Job
 from jobtrack.domain.spec import FLOW_OPTIONS, SubmissionNode, flow_names, resolve_tree, submission
 from jobtrack.domain.status import FLOW_TERMINAL
 from jobtrack.errors import ValidationFailed

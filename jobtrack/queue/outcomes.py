@@ -16,7 +16,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jobtrack.domain.jobs import UNSET, Change, Job, JobUpdate, plan_update
+from jobtrack.domain.planner import plan_update
+from jobtrack.domain.records import UNSET, Change, Job, JobUpdate
 from jobtrack.domain.retry import RetryPolicy
 from jobtrack.domain.status import JobStatus
 from jobtrack.errors import JobtrackError

@@ -7,7 +7,8 @@ backoff) while attempts remain, else failed with error code ``stalled``. None is
 from collections.abc import Container
 from datetime import UTC, datetime
 
-from jobtrack.domain.jobs import Change, plan_stall
+from jobtrack.domain.planner import plan_stall
+from jobtrack.domain.records import Change
 from jobtrack.domain.retry import RetryPolicy, policy_of
 from jobtrack.domain.status import JobStatus
 from jobtrack.queue.tasks import TaskRegistry

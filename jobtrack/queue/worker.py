@@ -8,10 +8,8 @@ Four loops share one event loop:
   queues are empty it polls with a backoff from 10 ms to 500 ms;
 - **flush**: group commit of finished runs: whatever finished while the previous batch
   was being written goes in the next transaction (``write_outcomes``);
-- **heartbeat**: every ``lease_seconds / 3``, one UPDATE extends the lease of every job
-  held; a run it no longer holds (reaped, cancelled and settled elsewhere, or retried as
-  a new attempt) is stopped and its outcome discarded;
-- **reaper**: every ``reap_interval_seconds``, stalls expired jobs (``reap``).
+- **heartbeat** and **reaper** (``jobtrack.queue.upkeep``): keep the leases of the runs
+  held alive, stopping a run no longer held; stall expired jobs.
 
 Shutdown (``stop()``, SIGTERM or SIGINT): claiming stops at once; running jobs get
 ``grace_seconds`` to finish and their outcomes are written. Jobs still running after
@@ -30,7 +28,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 import secrets
 import signal
 import socket
@@ -39,19 +36,20 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from jobtrack.domain.jobs import Change, Job, JobUpdate, plan_update
+from jobtrack.domain.planner import plan_update
+from jobtrack.domain.records import Change, Job, JobUpdate
 from jobtrack.domain.spec import DEFAULT_QUEUE
-from jobtrack.domain.status import JobStatus, StopReason
+from jobtrack.domain.status import StopReason
 from jobtrack.errors import NotFound, ValidationFailed
 from jobtrack.queue.app import App
 from jobtrack.queue.context import JobContext, LeaseLost
 from jobtrack.queue.execution import execute
 from jobtrack.queue.outcomes import Outcome, owned, write_outcomes
 from jobtrack.queue.presence import Presence
-from jobtrack.queue.reaper import reap
+from jobtrack.queue.stats import WorkerStats
+from jobtrack.queue.upkeep import heartbeat_loop, reaper_loop
 from jobtrack.store import claim as store_claim
 from jobtrack.store import jobs as store_jobs
-from jobtrack.store import leases
 from jobtrack.store.registry import adopt_phases
 
 log = logging.getLogger("jobtrack.worker")
@@ -60,24 +58,6 @@ log = logging.getLogger("jobtrack.worker")
 FLUSH_BATCH = 1000
 #: how long a claim waits for more free slots once some are free (see _claim_loop)
 CLAIM_WAIT = 0.005
-
-
-@dataclass(slots=True)
-class WorkerStats:
-    """Counters of one worker's life, for logs, tests and benchmarks."""
-
-    claimed: int = 0
-    completed: int = 0
-    failed: int = 0
-    retried: int = 0
-    cancelled: int = 0
-    discarded: int = 0
-    reaped: int = 0
-    lost: int = 0
-
-    def __str__(self) -> str:
-        """``3 claimed, 2 completed, 1 failed, ...`` (every counter, in words)."""
-        return ", ".join(f"{getattr(self, name)} {name}" for name in self.__slots__)
 
 
 #: one run of a job: (job id, attempt)
@@ -174,8 +154,14 @@ class Worker:
                  ",".join(self.queues), self.concurrency, ",".join(self._names))
         await self.presence.enter()
         flusher = asyncio.create_task(self._flush_loop(), name="jobtrack-flush")
-        helpers = [asyncio.create_task(self._heartbeat_loop(), name="jobtrack-heartbeat"),
-                   asyncio.create_task(self._reaper_loop(), name="jobtrack-reaper"),
+        db, settings = self.app.db, self.settings
+        heartbeat = heartbeat_loop(db, worker_id=self.id, lease_seconds=settings.lease_seconds,
+                                   held=self._held, on_lost=self._lost, pause=self._pause)
+        reaper = reaper_loop(db, tasks=self.app.tasks, actor=self.actor, held=self._held,
+                             interval=settings.reap_interval_seconds,
+                             stats=self.stats, pause=self._pause)
+        helpers = [asyncio.create_task(heartbeat, name="jobtrack-heartbeat"),
+                   asyncio.create_task(reaper, name="jobtrack-reaper"),
                    asyncio.create_task(self.presence.run(self._pause),
                                        name="jobtrack-presence")]
         try:
@@ -330,63 +316,20 @@ class Worker:
                     return  # the leases will expire and the reaper retries these jobs
                 continue
             delay = 0.05
-            self._count(written.changes, written.discarded)
+            self.stats.count_written(written.changes, written.discarded, self.id)
             for outcome in batch:
                 self._held.discard(run_key(outcome.job))
 
-    def _count(self, changes: Sequence[Change], discarded: int) -> None:
-        stats = self.stats
-        stats.discarded += discarded
-        for change in changes:
-            after = change.after
-            if change.before.worker_id != self.id:
-                continue  # a flow parent this batch released or broke
-            if after.status is JobStatus.COMPLETED:
-                stats.completed += 1
-            elif after.status is JobStatus.FAILED:
-                stats.failed += 1
-            elif after.status is JobStatus.CANCELLED:
-                stats.cancelled += 1
-            elif after.status is JobStatus.PENDING:
-                stats.retried += 1
-
     # --- leases ---------------------------------------------------------------------
 
-    async def _heartbeat_loop(self) -> None:
-        interval = self.settings.lease_seconds / 3
-        while not await self._pause(interval):
-            runs = list(self._held)
-            if not runs:
-                continue
-            now = datetime.now(UTC)
-            try:
-                async with self.app.db.write() as conn:
-                    kept = await leases.renew_runs(
-                        conn, worker_id=self.id, runs=runs,
-                        lease_until=now + timedelta(seconds=self.settings.lease_seconds))
-            except Exception:
-                log.exception("heartbeat failed; trying again")
-                continue
-            for key in runs:
-                run = self._running.get(key)
-                if key not in kept and run is not None and run.ctx.stopped is None:
-                    log.warning("job %s: lease of attempt %d lost; stopping it", *key)
-                    self.stats.lost += 1
-                    run.ctx.stopped = StopReason.LOST
-                    run.task.cancel()
-
-    async def _reaper_loop(self) -> None:
-        interval = self.settings.reap_interval_seconds
-        while not await self._pause(interval * random.uniform(0.5, 1.5)):
-            try:
-                reaped = await reap(self.app.db, tasks=self.app.tasks, actor=self.actor,
-                                    held=self._held)
-            except Exception:
-                log.exception("reaping stalled jobs failed; trying again")
-                continue
-            if reaped:
-                self.stats.reaped += len(reaped)
-                log.warning("reaped %d stalled job(s)", len(reaped))
+    def _lost(self, key: RunKey) -> None:
+        """The heartbeat found a run no longer held: stop it (its outcome is discarded)."""
+        run = self._running.get(key)
+        if run is not None and run.ctx.stopped is None:
+            log.warning("job %s: lease of attempt %d lost; stopping it", *key)
+            self.stats.lost += 1
+            run.ctx.stopped = StopReason.LOST
+            run.task.cancel()
 
     async def _pause(self, seconds: float) -> bool:
         """Sleep between two rounds of a helper loop; True when the loop must end."""

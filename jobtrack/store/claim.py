@@ -23,7 +23,8 @@ from typing import Any
 from sqlalchemy import Integer, Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jobtrack.domain.jobs import Change, Job, Phase, plan_claim
+from jobtrack.domain.planner import plan_claim
+from jobtrack.domain.records import Change, Job, Phase
 from jobtrack.domain.status import JobStatus
 from jobtrack.store.codec import job_from_row, phase_from_row
 from jobtrack.store.tables import job_phases, jobs

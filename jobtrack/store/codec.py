@@ -6,7 +6,7 @@ from typing import Any
 from sqlalchemy import Select, select
 
 from jobtrack.domain.flows import Flow, FlowProgress
-from jobtrack.domain.jobs import Job, Phase, Progress
+from jobtrack.domain.records import Job, Phase, Progress
 from jobtrack.domain.status import FlowStatus, JobStatus, PhaseStatus
 from jobtrack.store.tables import job_phases, jobs
 

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobtrack.domain.events import EventType
 from jobtrack.domain.flows import Flow
-from jobtrack.domain.jobs import Change, Job
+from jobtrack.domain.records import Change, Job
 from jobtrack.domain.wire import flow_to_wire, iso, job_delta, job_to_wire
 from jobtrack.store import bulk
 from jobtrack.store.tables import events

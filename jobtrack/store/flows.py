@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from jobtrack.domain.events import EventType, flow_event_type
 from jobtrack.domain.flows import Flow, FlowNode, flow_jobs, new_flow, plan_tree
 from jobtrack.domain.ids import is_id, new_id
-from jobtrack.domain.jobs import Job, plan_cancel
+from jobtrack.domain.planner import plan_cancel
+from jobtrack.domain.records import Job
 from jobtrack.domain.status import TERMINAL, FlowStatus, flow_status
 from jobtrack.errors import NotFound, ValidationFailed
 from jobtrack.store.codec import (

@@ -16,7 +16,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from jobtrack.domain.jobs import Job
+from jobtrack.domain.records import Job
 from jobtrack.errors import DatabaseUnavailable
 from jobtrack.store.engine import Database
 from jobtrack.store.jobs import insert_jobs

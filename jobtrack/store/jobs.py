@@ -11,7 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobtrack.domain.ids import is_id
-from jobtrack.domain.jobs import Change, Job
+from jobtrack.domain.records import Change, Job
 from jobtrack.domain.status import JobStatus, PhaseStatus, Step
 from jobtrack.errors import Conflict, NotFound, ValidationFailed
 from jobtrack.store import bulk

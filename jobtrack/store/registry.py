@@ -20,7 +20,8 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jobtrack.domain.jobs import Job, Phase, replace
+from jobtrack.domain._copy import replace
+from jobtrack.domain.records import Job, Phase
 from jobtrack.domain.registry import TaskRecord, WorkerInfo
 from jobtrack.domain.spec import Submission, TaskDeclaration, pick
 from jobtrack.domain.status import JobStatus

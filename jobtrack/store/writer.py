@@ -14,15 +14,10 @@ from typing import Any, cast
 from sqlalchemy import BindParameter, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from jobtrack.domain._copy import replace
 from jobtrack.domain.flows import Flow, plan_flow, transition_deltas
-from jobtrack.domain.jobs import (
-    Change,
-    Job,
-    Phase,
-    plan_cascade,
-    plan_children_done,
-    replace,
-)
+from jobtrack.domain.planner import plan_cascade, plan_children_done
+from jobtrack.domain.records import Change, Job, Phase
 from jobtrack.domain.status import JobStatus
 from jobtrack.store import bulk
 from jobtrack.store.codec import (

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from clikit import command, invoke, running
 
-from jobtrack.domain.jobs import Job
+from jobtrack.domain.records import Job
 from jobtrack.domain.status import JobStatus
 from jobtrack.queue.app import App
 

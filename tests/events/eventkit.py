@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from jobtrack.domain.ids import new_id
-from jobtrack.domain.jobs import Job, JobUpdate, Progress, new_job, plan_update
+from jobtrack.domain.planner import plan_update
+from jobtrack.domain.records import Job, JobUpdate, Progress, new_job
 from jobtrack.events.hub import EventHub
 from jobtrack.events.subscription import Subscription
 from jobtrack.store.engine import Database

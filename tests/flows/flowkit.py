@@ -8,7 +8,8 @@ from typing import Any
 from sqlalchemy import func, select
 
 from jobtrack.domain.flows import Flow, FlowNode
-from jobtrack.domain.jobs import UNSET, Job, JobUpdate, plan_finish, plan_update
+from jobtrack.domain.planner import plan_finish, plan_update
+from jobtrack.domain.records import UNSET, Job, JobUpdate
 from jobtrack.domain.status import JobStatus, flow_status
 from jobtrack.store import claim as store_claim
 from jobtrack.store import flows as store_flows

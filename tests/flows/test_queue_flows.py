@@ -10,7 +10,7 @@ import pytest
 from conftest import Api
 from flowkit import row_counts
 
-from jobtrack.domain.jobs import Job
+from jobtrack.domain.records import Job
 from jobtrack.domain.retry import RetryPolicy, policy_of
 from jobtrack.domain.spec import Submission, resolve
 from jobtrack.domain.status import FlowStatus, JobStatus, Step

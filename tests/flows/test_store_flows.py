@@ -19,7 +19,8 @@ from sqlalchemy import select
 
 from jobtrack.domain.events import EventType
 from jobtrack.domain.flows import FlowNode
-from jobtrack.domain.jobs import JobUpdate, plan_cancel, plan_retry
+from jobtrack.domain.planner import plan_cancel, plan_retry
+from jobtrack.domain.records import JobUpdate
 from jobtrack.domain.status import FlowStatus, JobStatus, Step
 from jobtrack.errors import InvalidTransition, NotFound, ValidationFailed
 from jobtrack.store import flows as store_flows

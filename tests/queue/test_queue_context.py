@@ -8,7 +8,8 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 
-from jobtrack.domain.jobs import Job, plan_cancel, plan_pause
+from jobtrack.domain.planner import plan_cancel, plan_pause
+from jobtrack.domain.records import Job
 from jobtrack.domain.status import JobStatus, PhaseStatus
 from jobtrack.queue.app import App
 from jobtrack.queue.context import JobContext, SyncJobContext

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 
-from jobtrack.domain.jobs import JobUpdate, Progress, plan_claim, plan_update
+from jobtrack.domain.planner import plan_claim, plan_update
+from jobtrack.domain.records import JobUpdate, Progress
 from jobtrack.domain.status import JobStatus
 from jobtrack.queue.app import App
 from jobtrack.queue.context import JobContext
@@ -129,7 +130,7 @@ async def test_worker_finishes_jobs_whose_progress_it_reported(
 async def test_the_old_runs_outcome_beside_the_new_attempts_in_one_batch(app: App) -> None:
     """Cancelled and retried while it ran, a job is claimed again by the same worker: the
     old run's outcome and the new run's arrive in one batch; only the new one counts."""
-    from jobtrack.domain.jobs import plan_retry
+    from jobtrack.domain.planner import plan_retry
 
     @app.task
     async def noop(ctx: JobContext) -> None: ...

@@ -5,7 +5,8 @@ bookkeeping (slot, lease, outcome)."""
 import asyncio
 from datetime import UTC, datetime
 
-from jobtrack.domain.jobs import Job, JobUpdate, plan_retry, plan_update
+from jobtrack.domain.planner import plan_retry, plan_update
+from jobtrack.domain.records import Job, JobUpdate
 from jobtrack.domain.status import JobStatus
 from jobtrack.queue.app import App
 from jobtrack.queue.context import JobContext

@@ -10,7 +10,7 @@ import textwrap
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from jobtrack.domain.jobs import plan_update
+from jobtrack.domain.planner import plan_update
 from jobtrack.domain.status import JobStatus
 from jobtrack.queue.app import App
 from jobtrack.queue.context import JobContext
@@ -134,7 +134,7 @@ async def test_retention_deletes_finished_flows_whole(app: App) -> None:
 
 
 def _update(status: JobStatus):  # type: ignore[no-untyped-def]
-    from jobtrack.domain.jobs import JobUpdate
+    from jobtrack.domain.records import JobUpdate
 
     return JobUpdate(status=status)
 

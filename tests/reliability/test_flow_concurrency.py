@@ -35,7 +35,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobtrack.domain.flows import FlowNode
-from jobtrack.domain.jobs import Job, JobUpdate, Progress, plan_cancel, plan_finish, plan_update
+from jobtrack.domain.planner import plan_cancel, plan_finish, plan_update
+from jobtrack.domain.records import Job, JobUpdate, Progress
 from jobtrack.domain.status import TERMINAL, JobStatus, flow_status, normalize_status
 from jobtrack.errors import JobtrackError, WriteConflict
 from jobtrack.store import flows as store_flows

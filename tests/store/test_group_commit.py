@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from jobtrack.domain.ids import new_id
-from jobtrack.domain.jobs import Job, new_job
+from jobtrack.domain.records import Job, new_job
 from jobtrack.queue.app import App
 from jobtrack.settings import Settings
 from jobtrack.store import tables

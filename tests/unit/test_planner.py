@@ -1,4 +1,4 @@
-"""The job planner (``jobtrack.domain.jobs``): invariants under random request sequences,
+"""The job planner (``jobtrack.domain.planner``): invariants under random request sequences,
 then one example per behaviour.
 
 The allowed transitions are written out from ``docs/reference/status-contract.md`` here rather than
@@ -14,14 +14,8 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from jobtrack.domain.jobs import (
-    Change,
-    Job,
-    JobUpdate,
-    Phase,
-    PhaseUpdate,
-    Progress,
-    new_job,
+from jobtrack.domain.phases import progress_from_phases
+from jobtrack.domain.planner import (
     plan_cancel,
     plan_cascade,
     plan_children_done,
@@ -31,8 +25,8 @@ from jobtrack.domain.jobs import (
     plan_retry,
     plan_stall,
     plan_update,
-    progress_from_phases,
 )
+from jobtrack.domain.records import Change, Job, JobUpdate, Phase, PhaseUpdate, Progress, new_job
 from jobtrack.domain.status import (
     GENERIC_ALIASES,
     SOURCE_ALIASES,

@@ -3,7 +3,7 @@
 import orjson
 import pytest
 
-from jobtrack.domain.jobs import Phase, Progress
+from jobtrack.domain.records import Phase, Progress
 from jobtrack.domain.status import PhaseStatus
 from jobtrack.domain.wire import phase_to_wire, progress_to_wire
 

@@ -1,6 +1,6 @@
 """Actions on one job: cancel, pause/resume (the current phase or a named one), retry.
 
-Each locks the job, plans through :mod:`jobtrack.domain.jobs` and answers the job.
+Each locks the job, plans through :mod:`jobtrack.domain.planner` and answers the job.
 """
 
 from collections.abc import Callable
@@ -13,7 +13,8 @@ from jobtrack.api.deps import ApiState, CallerDep, StateDep
 from jobtrack.api.params import JobId, PhaseName, utcnow
 from jobtrack.api.responses import AUTHENTICATED, errors, json_response
 from jobtrack.api.schemas import JobPublic
-from jobtrack.domain.jobs import Change, Job, plan_cancel, plan_pause, plan_retry
+from jobtrack.domain.planner import plan_cancel, plan_pause, plan_retry
+from jobtrack.domain.records import Change, Job
 from jobtrack.domain.wire import job_to_wire
 from jobtrack.store.jobs import change_job
 

@@ -35,7 +35,7 @@ from jobtrack.api.params import (
 from jobtrack.api.reports import report_job
 from jobtrack.api.responses import AUTHENTICATED, errors, json_response
 from jobtrack.api.schemas import JobPublic
-from jobtrack.domain.jobs import Job
+from jobtrack.domain.records import Job
 from jobtrack.domain.spec import flow_names, resolve_tree
 from jobtrack.domain.status import FlowStatus
 from jobtrack.domain.wire import flow_to_wire, job_to_wire
