@@ -132,7 +132,9 @@ def test_a_flow_across_two_queues_with_an_external_worker_and_a_socket_io_listen
     # the flow completed, with the parent's result, once every job completed
     assert flow["status"] == FlowStatus.COMPLETED and flow["result"] == root["result"]
     assert flow["progress"] == {"total": 3, "completed": 3, "failed": 0, "cancelled": 0,
-                                "running": 0, "pending": 0, "percentage": 100}
+                                "running": 0, "pending": 0, "percentage": 100,
+                                "steps": {"delayed": 0, "waitingChildren": 0, "paused": 0,
+                                          "stuck": 0}}
     assert {job["status"] for job in jobs} == {JobStatus.COMPLETED}
 
     # the external worker's reports: its progress on the job, the job in the flow
