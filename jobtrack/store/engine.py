@@ -223,6 +223,17 @@ class Database:
             raise
 
     @asynccontextmanager
+    async def write_one(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for ONE write statement that is complete by itself (a data-modifying
+        ``WITH`` writing a row and its event together): autocommitted on PostgreSQL, one
+        round trip instead of ``BEGIN``, the statement and ``COMMIT``; a write transaction
+        on SQLite, whose writers queue on one lock. A caller that runs more than one
+        statement here gets no atomicity between them: use :meth:`write`."""
+        # PostgreSQL: the read connection is that autocommit connection already
+        async with (self.write() if self.is_sqlite else self.read()) as conn:
+            yield conn
+
+    @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """An autocommit connection for reads: one round trip per statement."""
         try:

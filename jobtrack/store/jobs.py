@@ -1,6 +1,7 @@
 """Job rows: insert (bulk, idempotent), read, list with keyset pagination, and the
 locked read-plan-write cycle every single-job change goes through."""
 
+import functools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,7 +25,7 @@ from jobtrack.store.codec import (
     select_jobs_with_phases,
 )
 from jobtrack.store.events import created_row, insert_events
-from jobtrack.store.tables import job_phases, jobs
+from jobtrack.store.tables import events, job_phases, jobs
 from jobtrack.store.writer import lock_jobs, persist
 
 
@@ -151,6 +152,46 @@ async def insert_jobs(
         else:
             out.append((existing[(job.tenant, job.idempotency_key or "")], False))
     return out
+
+
+async def insert_job(conn: AsyncConnection, job: Job, *, actor: str) -> None:
+    """Insert one new job without an idempotency key, with its phases and its
+    ``job.created`` event. On PostgreSQL this is ONE statement (the job, its phases and
+    its event in a data-modifying ``WITH``), complete by itself: run on
+    :meth:`Database.write_one <jobtrack.store.engine.Database.write_one>` it costs one
+    round trip and one commit, what a bare ``INSERT`` costs."""
+    if job.idempotency_key is not None:
+        raise ValueError("a job with an idempotency key goes through insert_jobs")
+    if conn.dialect.name != "postgresql":  # SQLite has no data-modifying WITH
+        await insert_jobs(conn, [job], actor=actor)
+        return
+    job_row = job_insert_values(job)
+    event_row = created_row(job, actor)
+    phase_rows = [phase_values(job.id, i, p) for i, p in enumerate(job.phases)]
+    stmt = _one_job_statement(tuple(job_row), tuple(event_row),
+                              tuple(phase_rows[0]) if phase_rows else (), len(phase_rows))
+    params = {f"j_{k}": v for k, v in job_row.items()}
+    params.update((f"e_{k}", v) for k, v in event_row.items())
+    for i, row in enumerate(phase_rows):
+        params.update((f"p{i}_{k}", v) for k, v in row.items())
+    await conn.execute(stmt, params)
+
+
+@functools.cache
+def _one_job_statement(job_columns: tuple[str, ...], event_columns: tuple[str, ...],
+                       phase_columns: tuple[str, ...], phases: int) -> Any:
+    """``WITH j AS (INSERT INTO jobs ...), p AS (INSERT INTO job_phases ...) INSERT INTO
+    events ...``, built once per shape (columns written, number of phases); values bound
+    by name at execution. Foreign keys are checked at the end of the statement, when the
+    job row is there."""
+    stmt = insert(events).values({c: bindparam(f"e_{c}") for c in event_columns})
+    stmt = stmt.add_cte(insert(jobs).values(
+        {c: bindparam(f"j_{c}") for c in job_columns}).cte("j"))
+    if phases:
+        stmt = stmt.add_cte(insert(job_phases).values(
+            [{c: bindparam(f"p{i}_{c}") for c in phase_columns} for i in range(phases)]
+        ).cte("p"))
+    return stmt
 
 
 async def _by_idempotency_key(conn: AsyncConnection, tenant: str, key: str) -> Job | None:
