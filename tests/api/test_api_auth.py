@@ -8,7 +8,8 @@ import pytest
 from apikit import Api, assert_error, running
 from sqlalchemy import event
 
-from jobtrack.api.deps import ApiState
+from jobtrack.api import state as api_state
+from jobtrack.api.state import ApiState
 from jobtrack.settings import Settings
 from jobtrack.store.engine import Database
 from jobtrack.store.keys import lookup_key, revoke_key
@@ -17,9 +18,7 @@ OPEN = {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect"
 
 
 def state_of(api: Api) -> ApiState:
-    state = api.app.state.jobtrack
-    assert isinstance(state, ApiState)
-    return state
+    return api_state.state_of(api.app)
 
 
 async def test_every_jobs_and_queues_route_wants_a_key(api: Api) -> None:
