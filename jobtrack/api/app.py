@@ -31,7 +31,7 @@ from jobtrack.api.routes import metrics as metrics_route
 from jobtrack.api.socketio import PATH as SOCKETIO_PATH
 from jobtrack.api.socketio import SeedSocketIO
 from jobtrack.api.state import SLOT, ApiState, state_of
-from jobtrack.api.telemetry import HttpMetricsMiddleware, Metrics
+from jobtrack.api.telemetry import Metrics
 from jobtrack.dashboard.page import router as dashboard_router
 from jobtrack.settings import Settings
 
@@ -47,7 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """A new API app for ``settings`` (default: from the environment)."""
     settings = settings or Settings()
 
-    # the one object built before the lifespan: the HTTP middleware counts with it
+    # the one object built before the lifespan: the middleware counts with it
     metrics = Metrics.new()
 
     @asynccontextmanager
@@ -63,9 +63,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="jobtrack", version=_version(), lifespan=lifespan,
                   openapi_url="/openapi.json", docs_url="/docs", redoc_url=None)
     setattr(app.state, SLOT, None)
+    # the API's one middleware: body limits, answer headers, catch-all, HTTP metrics
     app.add_middleware(ApiGuard, max_body_bytes=settings.max_body_bytes,
-                       max_json_depth=body_depth_limit(settings.flow_max_depth))
-    app.add_middleware(HttpMetricsMiddleware, metrics=metrics.http)
+                       max_json_depth=body_depth_limit(settings.flow_max_depth),
+                       metrics=metrics.http)
     install_error_handlers(app)
     for module in (health, jobs, actions, queues, flows, stream, webhooks, registry):
         app.include_router(module.router)

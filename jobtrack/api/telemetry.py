@@ -1,5 +1,5 @@
 """This process's metrics registry: HTTP request counters (counted by
-:class:`HttpMetricsMiddleware`), job transitions and run times (followed from the event
+:class:`jobtrack.api.middleware.ApiGuard`), job transitions and run times (followed from the event
 hub by :meth:`JobMetrics.follow`) and the last reading of the table sizes. ``GET
 /metrics`` (:mod:`jobtrack.api.routes.metrics`) renders them.
 
@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from jobtrack.domain.status import TERMINAL, JobStatus
 from jobtrack.errors import JobtrackError
@@ -46,6 +46,24 @@ class HttpMetrics:
     registry: CollectorRegistry
     requests: Counter
     latency: Histogram
+    #: label children by their values: ``labels()`` takes a lock and checks its
+    #: arguments at every call, twice per request
+    _counted: dict[tuple[str, str, str], Any] = field(default_factory=dict)
+    _timed: dict[tuple[str, str], Any] = field(default_factory=dict)
+
+    def started(self, method: str, route: str, seconds: float) -> None:
+        """A response started ``seconds`` after its request came in."""
+        child = self._timed.get((method, route))
+        if child is None:
+            child = self._timed[(method, route)] = self.latency.labels(method, route)
+        child.observe(seconds)
+
+    def answered(self, method: str, route: str, status: int) -> None:
+        key = (method, route, str(status))
+        child = self._counted.get(key)
+        if child is None:
+            child = self._counted[key] = self.requests.labels(*key)
+        child.inc()
 
     @classmethod
     def new(cls) -> "HttpMetrics":
@@ -159,36 +177,7 @@ class TableSizes:
 
 
 
-class HttpMetricsMiddleware:
-    """Counts every HTTP request by method, route template and status (pure ASGI)."""
-
-    def __init__(self, app: ASGIApp, *, metrics: HttpMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500  # no answer at all: the server will say 500
-        method = scope["method"] if scope["method"] in METHODS else "other"
-
-        async def counting_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                self.metrics.latency.labels(method, _route(scope)).observe(
-                    time.perf_counter() - started)
-            await send(message)
-
-        try:
-            await self.app(scope, receive, counting_send)
-        finally:
-            self.metrics.requests.labels(method, _route(scope), str(status)).inc()
-
-
-def _route(scope: Scope) -> str:
+def route_of(scope: Scope) -> str:
     """The template of the route that took the request (set by the router)."""
     path = getattr(scope.get("route"), "path", None)
     return path if isinstance(path, str) else UNMATCHED
