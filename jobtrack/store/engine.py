@@ -27,6 +27,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.util import greenlet_spawn
 
 from jobtrack.errors import DatabaseUnavailable, WriteConflict
 
@@ -136,6 +137,59 @@ def _is_write_conflict(exc: BaseException) -> bool:
     return getattr(orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
 
 
+def _driver_unavailable(exc: BaseException) -> bool:
+    """A psycopg error (not wrapped by SQLAlchemy) that means the server is unreachable."""
+    import psycopg
+
+    return isinstance(exc, psycopg.OperationalError | OSError | TimeoutError)
+
+
+async def _give_back(fairy: Any, driver: Any) -> None:
+    """Return a connection of :meth:`Database.driver_read` to the pool out of autocommit;
+    one that is broken or still busy with a statement (a cancelled read) is dropped."""
+    from psycopg.pq import TransactionStatus
+
+    if not driver.closed and driver.info.transaction_status == TransactionStatus.IDLE:
+        await driver.set_autocommit(False)
+        await greenlet_spawn(fairy.close)  # the pool's check-in (its reset is a no-op here)
+    else:
+        await greenlet_spawn(fairy.invalidate)
+        await greenlet_spawn(fairy.close)
+
+
+class DriverStatement:
+    """A SELECT compiled once for PostgreSQL, run on the driver connection of
+    :meth:`Database.driver_read`, its rows decoded by the same result processors
+    SQLAlchemy would apply (UUIDs as strings, timestamps in UTC): each row a dict keyed
+    by the statement's column labels."""
+
+    def __init__(self, statement: Any) -> None:
+        self._statement = statement
+        self._sql: str | None = None
+        #: per column: its label and SQLAlchemy's result processor (None: as the driver
+        #: gives it); built at the first answer, whose column types they depend on
+        self._decoders: list[tuple[str, Any]] | None = None
+
+    async def rows(self, db: "Database", params: dict[str, Any]) -> list[dict[str, Any]]:
+        dialect = db.engine.dialect
+        if self._sql is None:
+            self._sql = str(self._statement.compile(dialect=dialect))
+        async with db.driver_read() as conn:
+            if db.record_driver_statements:
+                db.driver_statements.append(self._sql)
+            cursor = await conn.execute(self._sql, params)
+            raw = await cursor.fetchall()
+            decoders = self._decoders
+            if decoders is None:
+                decoders = self._decoders = [
+                    (column.name, column.type.dialect_impl(dialect).result_processor(
+                        dialect, described.type_code))
+                    for column, described in zip(self._statement.selected_columns,
+                                                 cursor.description, strict=True)]
+        return [{name: value if decode is None else decode(value)
+                 for (name, decode), value in zip(decoders, row, strict=True)} for row in raw]
+
+
 def is_unavailable(exc: BaseException) -> bool:
     """True for errors that mean the database cannot be reached (not bad SQL)."""
     if isinstance(exc, DatabaseUnavailable):
@@ -188,6 +242,10 @@ class Database:
         # instead of in SQLite's busy handler (which sleeps up to 100 ms between tries)
         self._write_lock: asyncio.Lock | None = None
         self._ping: asyncio.Task[bool] | None = None  # the one ping in flight
+        #: statements run on the driver connection (:class:`DriverStatement`), which
+        #: SQLAlchemy's events do not see: by their SQL text
+        self.driver_statements: list[str] = []
+        self.record_driver_statements = False
 
     def _sqlite_write_lock(self) -> asyncio.Lock:
         if self._write_lock is None:
@@ -245,6 +303,32 @@ class Database:
             if is_unavailable(exc):
                 raise DatabaseUnavailable() from exc
             raise
+
+    @asynccontextmanager
+    async def driver_read(self) -> AsyncIterator[Any]:
+        """PostgreSQL only: the pooled psycopg connection itself, in autocommit, for the
+        hottest reads (:class:`DriverStatement`). The same pool, timeouts and errors as
+        :meth:`read`, without SQLAlchemy's connection, execution context and result
+        objects around the one round trip. The connection goes back to the pool out of
+        autocommit, as :meth:`read`'s does."""
+        if self.is_sqlite:
+            raise RuntimeError("driver_read is for PostgreSQL; use read()")
+        try:
+            fairy = await self.engine.raw_connection()
+        except Exception as exc:  # (the pool hands out the driver's own errors)
+            if is_unavailable(exc) or _driver_unavailable(exc):
+                raise DatabaseUnavailable() from exc
+            raise
+        driver: Any = fairy.driver_connection
+        try:
+            await driver.set_autocommit(True)
+            yield driver
+        except BaseException as exc:
+            await _give_back(fairy, driver)
+            if isinstance(exc, Exception) and _driver_unavailable(exc):
+                raise DatabaseUnavailable() from exc
+            raise
+        await _give_back(fairy, driver)
 
     async def ping(self, timeout: float | None = None) -> bool:
         """True when the database answers (within ``timeout`` seconds, if given).

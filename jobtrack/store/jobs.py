@@ -24,6 +24,7 @@ from jobtrack.store.codec import (
     phase_values,
     select_jobs_with_phases,
 )
+from jobtrack.store.engine import Database, DriverStatement
 from jobtrack.store.events import created_row, insert_events
 from jobtrack.store.tables import events, job_phases, jobs
 from jobtrack.store.writer import lock_jobs, persist
@@ -210,6 +211,9 @@ _ONE_JOB = select_jobs_with_phases().where(jobs.c.id == bindparam("job_id"))
 _ONE_JOB_OF_TENANT = _ONE_JOB.where(jobs.c.tenant == bindparam("tenant"))
 _ONE_JOB = _ONE_JOB.order_by("p_position")
 _ONE_JOB_OF_TENANT = _ONE_JOB_OF_TENANT.order_by("p_position")
+#: the same statements, run on the driver connection (PostgreSQL: :func:`read_job`)
+_ONE_JOB_DRIVER = DriverStatement(_ONE_JOB)
+_ONE_JOB_OF_TENANT_DRIVER = DriverStatement(_ONE_JOB_OF_TENANT)
 
 
 async def get_job(conn: AsyncConnection, job_id: str, *, tenant: str | None) -> Job | None:
@@ -221,6 +225,24 @@ async def get_job(conn: AsyncConnection, job_id: str, *, tenant: str | None) -> 
     else:
         rows = await conn.execute(_ONE_JOB_OF_TENANT, {"job_id": job_id, "tenant": tenant})
     found = jobs_from_joined_rows(rows.mappings())
+    return found[0] if found else None
+
+
+async def read_job(db: Database, job_id: str, *, tenant: str | None) -> Job | None:
+    """:func:`get_job` in a read of its own: the status read, the API's hottest path. On
+    PostgreSQL the same statement runs on the driver connection (one round trip, rows
+    decoded as SQLAlchemy would, folded by the same codec); on SQLite through
+    :meth:`Database.read`."""
+    if not is_id(job_id):
+        return None
+    if db.is_sqlite:
+        async with db.read() as conn:
+            return await get_job(conn, job_id, tenant=tenant)
+    if tenant is None:
+        rows = await _ONE_JOB_DRIVER.rows(db, {"job_id": job_id})
+    else:
+        rows = await _ONE_JOB_OF_TENANT_DRIVER.rows(db, {"job_id": job_id, "tenant": tenant})
+    found = jobs_from_joined_rows(rows)
     return found[0] if found else None
 
 

@@ -5,12 +5,11 @@ import asyncio
 
 from apikit import Api, count_rows
 
-from jobtrack.api.deps import ApiState
+from jobtrack.api.state import state_of
 
 
 async def test_concurrent_posts_share_commits(api: Api) -> None:
-    state = api.app.state.jobtrack
-    assert isinstance(state, ApiState)
+    state = state_of(api.app)
     before = state.inserter.batches
     answers = await asyncio.gather(*(
         api.client.post("/jobs", headers=api.auth(),

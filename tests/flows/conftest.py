@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from jobtrack.api.app import create_app
+from jobtrack.api.state import state_of
 from jobtrack.settings import Settings
 from jobtrack.store.engine import Database
 from jobtrack.store.keys import create_key
@@ -48,7 +49,7 @@ def flow_settings(settings: Settings) -> Settings:
 async def api(flow_settings: Settings) -> AsyncIterator[Api]:
     app = create_app(flow_settings)
     async with app.router.lifespan_context(app):
-        db: Database = app.state.jobtrack.db
+        db: Database = state_of(app).db
         keys: dict[str, str] = {}
         async with db.write() as conn:
             for tenant, admin in (("t1", False), ("t2", False), ("admin", True)):

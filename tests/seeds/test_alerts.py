@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from jobtrack.api.app import create_app
+from jobtrack.api.state import state_of
 from jobtrack.domain.status import JobStatus
 from jobtrack.settings import Settings
 from jobtrack.store.keys import create_key
@@ -70,7 +71,7 @@ def _metric_names_in_rules() -> set[str]:
 async def scraped(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
     app = create_app(settings.model_copy(update={"rate_limit_per_minute": 1_000_000}))
     async with app.router.lifespan_context(app):
-        async with app.state.jobtrack.db.write() as conn:
+        async with state_of(app).db.write() as conn:
             admin, _ = await create_key(conn, tenant="ops", admin=True, now=datetime.now(UTC))
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://jobtrack") as c:
