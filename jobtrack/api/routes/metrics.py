@@ -67,7 +67,7 @@ from jobtrack.domain.status import TERMINAL, JobStatus
 from jobtrack.errors import Forbidden, JobtrackError
 from jobtrack.events.hub import EventHub
 from jobtrack.events.subscription import Subscription, SubscriptionClosed
-from jobtrack.store.engine import is_unavailable
+from jobtrack.store.connect import is_unavailable
 from jobtrack.store.events import StoredEvent
 from jobtrack.store.queues import QueueStats, queue_overview
 from jobtrack.store.sizes import table_bytes
