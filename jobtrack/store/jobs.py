@@ -1,14 +1,15 @@
 """Job rows: insert (bulk, idempotent), read, list with keyset pagination, and the
 locked read-plan-write cycle every single-job change goes through."""
 
+from __future__ import annotations
+
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, bindparam, case, exists, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobtrack.domain.ids import is_id
 from jobtrack.domain.records import Change, Job
@@ -26,6 +27,11 @@ from jobtrack.store.codec import (
 from jobtrack.store.events import created_row, insert_events
 from jobtrack.store.tables import job_phases, jobs
 from jobtrack.store.writer import lock_jobs, persist
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from jobtrack.store.reader import Reads
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +190,7 @@ async def get_job(conn: AsyncConnection, job_id: str, *, tenant: str | None) -> 
 
 
 async def list_jobs(
-    conn: AsyncConnection, flt: JobFilter, *, limit: int, cursor: str | None = None
+    conn: Reads, flt: JobFilter, *, limit: int, cursor: str | None = None
 ) -> tuple[list[Job], str | None]:
     """A page of jobs, newest first (ids are time-ordered), and the next page's cursor."""
     conds: list[Any] = []
