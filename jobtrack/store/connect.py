@@ -30,19 +30,19 @@ def json_loads(value: Any) -> Any:
     return orjson.loads(value)
 
 
-def backend(url: str) -> str:
+def dialect_name(url: str) -> str:
     """``sqlite`` or ``postgresql`` (any ``postgres*`` spelling), from a user's URL."""
-    name = make_url(url).get_backend_name()
-    return "postgresql" if name.startswith("postgres") else name
+    backend = make_url(url).get_backend_name()
+    return "postgresql" if backend.startswith("postgres") else backend
 
 
 def async_url(url: str) -> str:
     """The SQLAlchemy async URL for a user's ``sqlite:///`` or ``postgresql://`` URL."""
     parsed = make_url(url)
-    name = parsed.get_backend_name()
-    if name == "sqlite":
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
         return str(parsed.set(drivername="sqlite+aiosqlite"))
-    if name.startswith("postgres"):
+    if backend.startswith("postgres"):
         return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
     raise ValueError(
         f"unsupported database URL {parsed.drivername!r}: use sqlite:///PATH or "
@@ -64,7 +64,8 @@ def engine_options(url: str) -> dict[str, Any]:
     wait for the file lock. (Pool and timeout options are the async engine's own.)"""
     options: dict[str, Any] = {"json_serializer": json_dumps,
                                "json_deserializer": json_loads}
-    if backend(url) == "sqlite":
+    backend = dialect_name(url)
+    if backend == "sqlite":
         options["isolation_level"] = "AUTOCOMMIT"
         options["connect_args"] = {"timeout": 30}
     return options

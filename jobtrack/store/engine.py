@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from jobtrack.errors import DatabaseUnavailable, WriteConflict
 from jobtrack.store.connect import (
     async_url,
-    backend,
+    dialect_name,
     engine_options,
     is_unavailable,
     sqlite_pragmas,
@@ -115,7 +115,7 @@ class Database:
     def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False,
                  timeouts: Timeouts | None = None) -> None:
         self.url = url
-        self.dialect = backend(url)
+        self.dialect = dialect_name(url)
         self.is_sqlite = self.dialect == "sqlite"
         kwargs: dict[str, Any] = {"echo": echo, **engine_options(url)}
         if not self.is_sqlite:

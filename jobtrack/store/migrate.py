@@ -26,7 +26,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection, make_url
 
 from jobtrack.errors import JobtrackError
-from jobtrack.store.connect import backend, sync_url
+from jobtrack.store.connect import dialect_name, sync_url
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -206,7 +206,8 @@ def migration_due(url: str, stored: str | None) -> bool:
     otherwise (an outdated schema, or a PostgreSQL database never migrated)."""
     if stored == head_revision():
         return False
-    if stored is None and backend(url) == "sqlite":
+    backend = dialect_name(url)
+    if stored is None and backend == "sqlite":
         return True
     where = "never migrated" if stored is None else f"at revision {stored}"
     raise SchemaNotReady(
