@@ -33,7 +33,7 @@ from jobtrack.api.errors import envelope
 from jobtrack.api.jsonguard import MAX_JSON_DEPTH, too_deep, unreadable_integer
 from jobtrack.api.ratelimit import RateInfo
 from jobtrack.api.telemetry import METHODS, HttpMetrics, route_of
-from jobtrack.store.engine import is_unavailable
+from jobtrack.store.connect import is_unavailable
 
 logger = logging.getLogger("jobtrack.api")
 

@@ -15,13 +15,14 @@ objects only the cyclic GC frees, per statement built; a worker tuned to collect
 young generation rarely (``jobtrack worker``) then piles them up (docs/targets.md P8).
 """
 
+from __future__ import annotations
+
 from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Integer, Select, bindparam, select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobtrack.domain.planner import plan_claim
 from jobtrack.domain.records import Change, Job, Phase
@@ -29,6 +30,9 @@ from jobtrack.domain.status import JobStatus
 from jobtrack.store.codec import job_from_row, phase_from_row
 from jobtrack.store.tables import job_phases, jobs
 from jobtrack.store.writer import persist
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 
 @lru_cache(maxsize=256)

@@ -1,4 +1,5 @@
 """The database handle: one async engine per process, and the two ways to use it.
+(What every engine shares, async or not, is :mod:`jobtrack.store.connect`.)
 
 ``Database.write()`` opens a write transaction (``BEGIN IMMEDIATE`` on SQLite, so two
 writers queue on the lock instead of failing on upgrade); ``Database.read()`` gives an
@@ -21,15 +22,21 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
 
-import orjson
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.util import greenlet_spawn
 
 from jobtrack.errors import DatabaseUnavailable, WriteConflict
+from jobtrack.store.connect import (
+    async_url,
+    dialect_name,
+    engine_options,
+    is_unavailable,
+    sqlite_pragmas,
+)
+from jobtrack.store.connect import sync_url as sync_url  # (for its importers)
 
 if TYPE_CHECKING:  # (psycopg and pydantic-settings load only when used: CLI start-up)
     from jobtrack.settings import Settings
@@ -93,40 +100,6 @@ async def _bounded_connect(*args: Any, answer_timeout: float, **kwargs: Any) -> 
     return conn
 
 
-def json_dumps(value: Any) -> str:
-    """How JSON columns are written (also by ``bulk``'s SQLite path)."""
-    return orjson.dumps(value).decode()
-
-
-def _json_loads(value: Any) -> Any:
-    # SQLite gives a JSON column numeric affinity: a bare number comes back as a number
-    if isinstance(value, (int, float)):
-        return value
-    return orjson.loads(value)
-
-
-def async_url(url: str) -> str:
-    """The SQLAlchemy async URL for a user's ``sqlite:///`` or ``postgresql://`` URL."""
-    parsed = make_url(url)
-    backend = parsed.get_backend_name()
-    if backend == "sqlite":
-        return str(parsed.set(drivername="sqlite+aiosqlite"))
-    if backend.startswith("postgres"):
-        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    raise ValueError(
-        f"unsupported database URL {parsed.drivername!r}: use sqlite:///PATH or "
-        "postgresql://USER@HOST/DB"
-    )
-
-
-def sync_url(url: str) -> str:
-    """The synchronous driver URL (Alembic migrations, tests' set-up)."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        return str(parsed.set(drivername="sqlite"))
-    return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-
-
 #: PostgreSQL's deadlock_detected and serialization_failure: the transaction was rolled
 #: back whole and may be retried as it is
 _RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
@@ -157,71 +130,16 @@ async def _give_back(fairy: Any, driver: Any) -> None:
         await greenlet_spawn(fairy.close)
 
 
-class DriverStatement:
-    """A SELECT compiled once for PostgreSQL, run on the driver connection of
-    :meth:`Database.driver_read`, its rows decoded by the same result processors
-    SQLAlchemy would apply (UUIDs as strings, timestamps in UTC): each row a dict keyed
-    by the statement's column labels."""
-
-    def __init__(self, statement: Any) -> None:
-        self._statement = statement
-        self._sql: str | None = None
-        #: per column: its label and SQLAlchemy's result processor (None: as the driver
-        #: gives it); built at the first answer, whose column types they depend on
-        self._decoders: list[tuple[str, Any]] | None = None
-
-    async def rows(self, db: "Database", params: dict[str, Any]) -> list[dict[str, Any]]:
-        dialect = db.engine.dialect
-        if self._sql is None:
-            self._sql = str(self._statement.compile(dialect=dialect))
-        async with db.driver_read() as conn:
-            if db.record_driver_statements:
-                db.driver_statements.append(self._sql)
-            cursor = await conn.execute(self._sql, params)
-            raw = await cursor.fetchall()
-            decoders = self._decoders
-            if decoders is None:
-                decoders = self._decoders = [
-                    (column.name, column.type.dialect_impl(dialect).result_processor(
-                        dialect, described.type_code))
-                    for column, described in zip(self._statement.selected_columns,
-                                                 cursor.description, strict=True)]
-        return [{name: value if decode is None else decode(value)
-                 for (name, decode), value in zip(decoders, row, strict=True)} for row in raw]
-
-
-def is_unavailable(exc: BaseException) -> bool:
-    """True for errors that mean the database cannot be reached (not bad SQL)."""
-    if isinstance(exc, DatabaseUnavailable):
-        return True
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    if isinstance(exc, OperationalError):
-        text = str(exc.orig).lower()
-        return any(
-            s in text
-            for s in ("connection", "server closed", "terminating", "shutting down",
-                      "could not", "starting up", "timeout", "timed out")
-        )
-    # PoolTimeout: every pooled connection is busy and none freed up in time
-    return isinstance(exc, (ConnectionError, TimeoutError, OSError, PoolTimeout))
-
-
 class Database:
     """An async engine for one database URL, and its transaction helpers."""
 
     def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False,
                  timeouts: Timeouts | None = None) -> None:
         self.url = url
-        backend = make_url(url).get_backend_name()
-        self.dialect = "postgresql" if backend.startswith("postgres") else backend
+        self.dialect = dialect_name(url)
         self.is_sqlite = self.dialect == "sqlite"
-        kwargs: dict[str, Any] = {"echo": echo, "json_serializer": json_dumps,
-                                  "json_deserializer": _json_loads}
-        if self.is_sqlite:
-            kwargs["isolation_level"] = "AUTOCOMMIT"
-            kwargs["connect_args"] = {"timeout": 30}
-        else:
+        kwargs: dict[str, Any] = {"echo": echo, **engine_options(url)}
+        if not self.is_sqlite:
             # no overflow: an overflow connection is closed when it is given back, so a
             # burst above pool_size would open (and PostgreSQL fork) a backend per request
             kwargs.update(pool_size=pool_size, max_overflow=0, pool_pre_ping=False,
@@ -237,7 +155,7 @@ class Database:
                 }
         self.engine: AsyncEngine = create_async_engine(async_url(url), **kwargs)
         if self.is_sqlite:
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine.sync_engine, "connect", sqlite_pragmas)
         # SQLite has one writer at a time: writers of one process queue here, in order,
         # instead of in SQLite's busy handler (which sleeps up to 100 ms between tries)
         self._write_lock: asyncio.Lock | None = None
@@ -354,12 +272,3 @@ class Database:
         if self._ping is not None and not self._ping.done():
             self._ping.cancel()
         await self.engine.dispose()
-
-
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.close()

@@ -1,15 +1,16 @@
 """Job rows: insert (bulk, idempotent), read, list with keyset pagination, and the
 locked read-plan-write cycle every single-job change goes through."""
 
+from __future__ import annotations
+
 import functools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, bindparam, case, exists, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobtrack.domain.ids import is_id
 from jobtrack.domain.records import Change, Job
@@ -24,10 +25,16 @@ from jobtrack.store.codec import (
     phase_values,
     select_jobs_with_phases,
 )
-from jobtrack.store.engine import Database, DriverStatement
+from jobtrack.store.driver import DriverStatement
 from jobtrack.store.events import created_row, insert_events
 from jobtrack.store.tables import events, job_phases, jobs
 from jobtrack.store.writer import lock_jobs, persist
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from jobtrack.store.engine import Database
+    from jobtrack.store.reader import Reads
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,7 +254,7 @@ async def read_job(db: Database, job_id: str, *, tenant: str | None) -> Job | No
 
 
 async def list_jobs(
-    conn: AsyncConnection, flt: JobFilter, *, limit: int, cursor: str | None = None
+    conn: Reads, flt: JobFilter, *, limit: int, cursor: str | None = None
 ) -> tuple[list[Job], str | None]:
     """A page of jobs, newest first (ids are time-ordered), and the next page's cursor."""
     conds: list[Any] = []

@@ -6,13 +6,14 @@ Locks are taken children before parents (descending job id: a flow child's id al
 sorts after its parent's), then flows, so concurrent writers cannot deadlock on a tree.
 """
 
+from __future__ import annotations
+
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import BindParameter, bindparam, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobtrack.domain._copy import replace
 from jobtrack.domain.flows import Flow, plan_flow, transition_deltas
@@ -30,6 +31,9 @@ from jobtrack.store.codec import (
 )
 from jobtrack.store.events import change_row, flow_row, insert_events
 from jobtrack.store.tables import flows, job_phases, jobs
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 RowValues = Mapping[str, Any]
 # Statements built once, their ids bound at execution (expanding IN): building

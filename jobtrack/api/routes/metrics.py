@@ -56,7 +56,7 @@ from jobtrack.api.responses import errors
 from jobtrack.api.state import ApiState
 from jobtrack.domain.status import JobStatus
 from jobtrack.errors import Forbidden
-from jobtrack.store.engine import is_unavailable
+from jobtrack.store.connect import is_unavailable
 from jobtrack.store.queues import QueueStats, queue_overview
 
 router = APIRouter(tags=["operations"])
