@@ -1,6 +1,8 @@
-"""Persist planned changes: the job rows, their phases, what they cause in their flow
-(parents released or cascaded, counters moved) and the events announcing all of it,
-in the caller's transaction. The single writer of job status.
+"""The steps of the store's one write operation (``jobtrack.store.writes.apply``, the only
+caller outside the store's tests): lock jobs, write job rows planned from locked rows or
+only if unchanged since a copy, their phases, and what they cause in their flow (parents
+released or cascaded, counters moved) with the events announcing all of it, in the
+caller's transaction. Nothing above the store imports this module (import-linter).
 
 Locks are taken children before parents (descending job id: a flow child's id always
 sorts after its parent's), then flows, so concurrent writers cannot deadlock on a tree.
@@ -91,7 +93,8 @@ async def _phases_of(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, lis
 async def persist(
     conn: AsyncConnection, changes: Sequence[Change], *, actor: str, now: datetime
 ) -> list[Change]:
-    """Write ``changes`` and everything they cause; return every change written."""
+    """Write ``changes``, planned from rows this transaction holds locked, and everything
+    they cause; return every change written (``apply`` without the planning)."""
     pending = [c for c in changes if not c.is_noop]
     await write_job_rows(conn, pending)
     await write_phases(conn, pending)
