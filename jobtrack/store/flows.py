@@ -28,7 +28,7 @@ from jobtrack.store.codec import (
 from jobtrack.store.events import created_row, flow_row, insert_events
 from jobtrack.store.jobs import insert_jobs
 from jobtrack.store.tables import events, flows, job_phases, jobs
-from jobtrack.store.writer import lock_jobs, persist
+from jobtrack.store.writes import apply
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -166,9 +166,8 @@ async def cancel_flow(
             )
         )
     ).all()
-    locked = await lock_jobs(conn, list(ids))
-    changes = [plan_cancel(j, now) for j in locked.values() if not j.is_terminal]
-    await persist(conn, changes, actor=actor, now=now)
+    await apply(conn, ids, lambda j: None if j.is_terminal else plan_cancel(j, now),
+                actor=actor, now=now)
     # the flow row only now: locks are taken jobs first, then flows (no deadlock with
     # a worker completing one of these jobs at the same moment)
     await conn.execute(

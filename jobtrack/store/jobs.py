@@ -4,7 +4,7 @@ locked read-plan-write cycle every single-job change goes through."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -28,7 +28,7 @@ from jobtrack.store.codec import (
 from jobtrack.store.driver import DriverStatement
 from jobtrack.store.events import created_row, insert_events
 from jobtrack.store.tables import events, job_phases, jobs
-from jobtrack.store.writer import lock_jobs, persist
+from jobtrack.store.writes import apply
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -303,25 +303,27 @@ async def list_jobs(
 async def change_job(
     conn: AsyncConnection,
     job_id: str,
-    plan: Callable[[Job], Change | Awaitable[Change]],
+    plan: Callable[[Job], Change],
     *,
     tenant: str | None,
     actor: str,
     now: datetime,
 ) -> Job:
-    """Lock one job, plan its change from what is really stored, and persist it.
+    """Lock one job, plan its change from what is really stored, and write it (``apply``
+    with one target); answer the job after it.
 
     Under concurrent updates of one job each writer waits for the row lock and plans
     against the committed state, so exactly one transition wins per step.
     """
     if not is_id(job_id):
         raise not_found(job_id)
-    found = await lock_jobs(conn, [job_id], tenant=tenant)
-    job = found.get(job_id)
-    if job is None:
+    planned: list[Change] = []
+
+    def plan_one(job: Job) -> Change:
+        planned.append(plan(job))
+        return planned[-1]
+
+    await apply(conn, [job_id], plan_one, tenant=tenant, actor=actor, now=now)
+    if not planned:
         raise not_found(job_id)
-    change = plan(job)
-    if isinstance(change, Awaitable):
-        change = await change
-    await persist(conn, [change], actor=actor, now=now)
-    return change.after
+    return planned[0].after
