@@ -36,7 +36,8 @@ class Settings(BaseSettings):
     # --- HTTP API ---
     #: requests per minute per API key, shared by every API process on the database
     rate_limit_per_minute: Annotated[int, Field(ge=1)] = 600
-    #: quota each process leases from the database at a time (0: limit / 20, 1..50)
+    #: quota each process leases from the database at a time (0: limit / 20, 1..50); the
+    #: next chunk is leased ahead once half of one is spent
     rate_limit_chunk: Annotated[int, Field(ge=0)] = 0
     #: how long a process trusts a key it has looked up (the revocation delay)
     key_cache_seconds: Annotated[float, Field(ge=0)] = 10.0

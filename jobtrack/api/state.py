@@ -92,6 +92,7 @@ class ApiState:
                 await self.webhooks.stop()
             await self.hub.stop()
             await self.inserter.close()
+            await self.limiter.close()
         finally:
             await self.db.dispose()
 
