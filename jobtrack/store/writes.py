@@ -10,11 +10,12 @@ Jobs are locked children before parents (descending id: a flow child's id always
 after its parent's), flows after jobs, so concurrent writers cannot deadlock on a tree.
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-
-from sqlalchemy.ext.asyncio import AsyncConnection
+from typing import TYPE_CHECKING
 
 from jobtrack.domain.records import Change, Job
 from jobtrack.store.writer import (
@@ -24,6 +25,9 @@ from jobtrack.store.writer import (
     write_job_rows,
     write_phases,
 )
+
+if TYPE_CHECKING:  # (the CLI's listings import the store without the async engine)
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 #: A planner of ``jobtrack.domain.planner`` bound to its request: the change to make to
 #: the job it is given, or None to leave that job as it is.
