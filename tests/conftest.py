@@ -6,6 +6,8 @@ schema is migrated once into a template database, and each test gets its own
 run instead of skipping the PostgreSQL half of the suite.
 
 SQLite: the schema is migrated once into a template file, copied per test.
+
+Helpers every folder shares are in the ``support`` package (``tests/support``).
 """
 
 import os
@@ -21,6 +23,7 @@ from sqlalchemy.engine import make_url
 from jobtrack.settings import Settings
 from jobtrack.store import migrate
 from jobtrack.store.engine import Database
+from support.keys import make_keys
 
 PG_ENV = "JOBTRACK_TEST_POSTGRES_URL"
 IN_CI = bool(os.environ.get("CI"))
@@ -131,3 +134,9 @@ async def db(db_url: str) -> AsyncIterator[Database]:
     database = Database(db_url, pool_size=5)
     yield database
     await database.dispose()
+
+
+@pytest.fixture
+async def keys(db: Database) -> dict[str, str]:
+    """Raw keys by name: ``a`` (tenant-a), ``b`` (tenant-b), ``admin`` (ops, admin)."""
+    return await make_keys(db)

@@ -4,12 +4,12 @@ the limit holding in total across two API apps on one database (docs/targets.md 
 import asyncio
 import time
 
-from apikit import Api, assert_error, running
 from sqlalchemy import select
 
 from jobtrack.settings import Settings
 from jobtrack.store.engine import Database
 from jobtrack.store.tables import rate_limits
+from support.api import Api, assert_error, running
 
 
 async def fresh_window(margin: float = 8.0) -> None:

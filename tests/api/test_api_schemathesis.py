@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 import schemathesis
-from apikit import make_keys, running
 from fastapi import FastAPI
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis.errors import Unsatisfiable
@@ -33,6 +32,8 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from jobtrack.api.app import create_app
 from jobtrack.settings import Settings
 from jobtrack.store.engine import Database
+from support.api import running
+from support.keys import make_keys
 
 pytestmark = pytest.mark.slow
 

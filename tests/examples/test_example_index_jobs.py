@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from examplekit import free_port, process, wait_http, working
 
 from examples.index_jobs.tasks import QUEUE, SYMBOLS_PER_FILE
 from jobtrack import JobStatus
+from support.processes import free_port, process, wait_http, working
 
 KEYS = {"alice": "alice-key", "bob": "bob-key", "carol": "carol-key"}
 LIMIT = 100
