@@ -3,7 +3,7 @@ answers 503 with ``Retry-After`` within its timeouts, ``/readyz`` within its own
 bound, and answers again by itself once the database thaws.
 
 Runs on a throwaway PostgreSQL cluster of its own (never the suite's server): see
-``faultkit`` for the cluster.
+``support.cluster`` for the cluster.
 """
 
 import os
