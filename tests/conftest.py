@@ -90,6 +90,17 @@ def _drop_pg_db(server: str, name: str) -> None:
         c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def _fresh_pg_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A database copied from the migrated template (dropped afterwards), or a skip."""
+    server = request.getfixturevalue("pg_server_url")
+    if server is None:
+        pytest.skip(f"{PG_ENV} not set: PostgreSQL tests skipped (they run in CI)")
+    template = request.getfixturevalue("pg_template")
+    name = _new_pg_db(server, template)
+    yield _db_url(server, name)
+    _drop_pg_db(server, name)
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db_url(
     request: pytest.FixtureRequest,
@@ -102,25 +113,13 @@ def db_url(
         shutil.copyfile(sqlite_template, path)
         yield f"sqlite:///{path}"
         return
-    server = request.getfixturevalue("pg_server_url")
-    if server is None:
-        pytest.skip(f"{PG_ENV} not set: PostgreSQL tests skipped (they run in CI)")
-    template = request.getfixturevalue("pg_template")
-    name = _new_pg_db(server, template)
-    yield _db_url(server, name)
-    _drop_pg_db(server, name)
+    yield from _fresh_pg_url(request)
 
 
 @pytest.fixture
 def pg_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """A freshly migrated PostgreSQL database URL, for PostgreSQL-only tests."""
-    server = request.getfixturevalue("pg_server_url")
-    if server is None:
-        pytest.skip(f"{PG_ENV} not set: PostgreSQL tests skipped (they run in CI)")
-    template = request.getfixturevalue("pg_template")
-    name = _new_pg_db(server, template)
-    yield _db_url(server, name)
-    _drop_pg_db(server, name)
+    yield from _fresh_pg_url(request)
 
 
 @pytest.fixture
