@@ -33,7 +33,7 @@ from jobtrack.api.app import create_app
 from jobtrack.settings import Settings
 from jobtrack.store.engine import Database
 from support.api import running
-from support.keys import make_keys
+from support.keys import bearer, make_keys
 
 pytestmark = pytest.mark.slow
 
@@ -178,7 +178,7 @@ def test_openapi_contract(target: Target) -> None:
     # NUL characters are refused (PostgreSQL cannot store them: test_api_hostile, R8);
     # the key is ours, so schemathesis does not generate Authorization headers itself
     schema.config.generation.update(allow_x00=False, with_security_parameters=False)
-    auth = {"Authorization": f"Bearer {target.keys['a']}"}
+    auth = bearer(target.keys['a'])
     failures: list[str] = []
     STATUSES.clear()
     operations = runs = 0

@@ -29,6 +29,7 @@ from examples.flows_across_queues.producer import FLOWNAME, create_flow
 from examples.flows_across_queues.tasks import INGEST_QUEUE, PUBLISH_QUEUE
 from jobtrack import FlowStatus, JobStatus
 from support.cli import cli_key
+from support.keys import bearer
 from support.processes import REPO, process, serving, working
 
 LISTENER = REPO / "examples" / "flows_across_queues" / "listener.cjs"
@@ -80,7 +81,7 @@ def _counts(latest: dict[str, str], total: int) -> dict[str, int]:
 def test_a_flow_across_two_queues_with_an_external_worker_and_a_socket_io_listener(
         db_url: str, tmp_path: Path, node_client: None) -> None:
     key = cli_key(db_url, "docs")
-    auth = {"Authorization": f"Bearer {key}"}
+    auth = bearer(key)
     log = tmp_path / "listener.log"
     reports: list[dict[str, Any]] = []
     midway: list[dict[str, Any]] = []

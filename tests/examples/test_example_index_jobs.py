@@ -11,6 +11,7 @@ import httpx
 
 from examples.index_jobs.tasks import QUEUE, SYMBOLS_PER_FILE
 from jobtrack import JobStatus
+from support.keys import bearer
 from support.processes import free_port, process, wait_http, working
 
 KEYS = {"alice": "alice-key", "bob": "bob-key", "carol": "carol-key"}
@@ -19,7 +20,7 @@ TERMINAL = {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}
 
 
 def auth(user: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {KEYS[user]}"}
+    return bearer(KEYS[user])
 
 
 def poll(http: httpx.Client, job_id: str, user: str = "alice") -> list[dict[str, Any]]:

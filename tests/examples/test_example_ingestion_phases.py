@@ -12,6 +12,7 @@ from examples.ingestion_phases.run import PAUSED_PHASE, ingest
 from examples.ingestion_phases.tasks import PHASES, QUEUE, TASK
 from jobtrack import JobStatus, PhaseStatus
 from support.cli import cli_key
+from support.keys import bearer
 from support.processes import serving, working
 
 WORKER_ENV = {"INGEST_STEP_SECONDS": "0.1"}
@@ -43,7 +44,7 @@ async def test_pause_and_resume_a_phase_while_a_real_worker_ingests(
             working(db_url, "examples.ingestion_phases.tasks:app", tmp_path, QUEUE,
                     env=WORKER_ENV):
         run = await ingest(base, key, document="manual.pdf", pages=5, hold=2.0)
-        auth = {"Authorization": f"Bearer {key}"}
+        auth = bearer(key)
         with httpx.Client(base_url=base, headers=auth, timeout=10) as http:
             history = http.get(f"/jobs/{run.job_id}/history").json()
             # a finished job is never restarted, paused or resumed

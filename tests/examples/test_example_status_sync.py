@@ -25,6 +25,7 @@ from rich.console import Console
 from examples.status_sync.producer import LegacyProducer, produce
 from jobtrack import JobStatus
 from support.cli import cli_key
+from support.keys import bearer
 from support.processes import REPO, free_port, process, serving
 
 EXAMPLE = REPO / "examples" / "status_sync"
@@ -73,7 +74,7 @@ def test_legacy_producer_and_typescript_consumer_over_a_real_server(
             finally:
                 producer.close()
             code, lines = _finish(consumer, log)
-        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}) as http:
+        with httpx.Client(base_url=base, headers=bearer(key)) as http:
             reads = [http.get(f"/jobs/{job_id}") for job_id in ids]
             histories = [http.get(f"/jobs/{job_id}/history").json() for job_id in ids]
 

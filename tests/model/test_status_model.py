@@ -51,7 +51,7 @@ from jobtrack.settings import Settings
 from jobtrack.store.engine import Database
 from jobtrack.store.events import StoredEvent
 from support.events import stored_after
-from support.keys import new_tenant
+from support.keys import bearer, new_tenant
 from support.servers import serving
 from support.sse import SseStream
 
@@ -276,7 +276,7 @@ class StatusContract(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.tenant, key = self.run(new_tenant(self.env.db))
-        self.headers = {"Authorization": f"Bearer {key}"}
+        self.headers = bearer(key)
         self.key = key
         self.jobs: dict[str, Seen] = {}
         self.flows: dict[str, FlowSeen] = {}

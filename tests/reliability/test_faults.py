@@ -50,6 +50,7 @@ from jobtrack.store import migrate
 from jobtrack.store.engine import Database
 from support.api import assert_503
 from support.cluster import Cluster, throwaway_cluster
+from support.keys import bearer
 from support.polling import until
 from support.processes import free_port, serve, stop_process, wait_http, work
 
@@ -410,7 +411,7 @@ async def starting_long_jobs(url: str) -> set[int]:
 async def posting(name: str, fl: "Fleet", size: Size) -> AsyncIterator["Run"]:
     """A run of scenario ``name``: an HTTP client with the key, posters not started yet
     (``warm_up`` starts them; they are stopped however the run ends)."""
-    auth = {"Authorization": f"Bearer {fl.key}"}
+    auth = bearer(fl.key)
     async with httpx.AsyncClient(base_url=fl.base, headers=auth, timeout=120) as client:
         run = Run(name, fl, size, Load(client))
         try:

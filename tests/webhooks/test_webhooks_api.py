@@ -109,6 +109,13 @@ async def test_delivered_signed_to_a_real_receiver_after_a_500(
         await client.patch(f"/jobs/{job['jobId']}", headers=a,
                            json={"status": "completed", "result": {"ok": True}})
         await eventually(lambda: len(receiver.delivered()) == 2)
+
+        async def both_recorded() -> bool:  # the receiver answers before the row is written
+            items = (await client.get(f"/webhooks/{created['webhookId']}/deliveries",
+                                      headers=a)).json()["items"]
+            return len(items) == 2 and all(d["deliveredAt"] is not None for d in items)
+
+        await eventually(both_recorded)
     assert receiver.valid(created["secret"])
     types = [r.event_type for r in receiver.delivered()]
     assert types == ["job.progress", "job.completed"]  # created/updated: not subscribed
