@@ -78,6 +78,8 @@ def main() -> None:
             "jobtrack flows ls": [jobtrack, "flows", "ls"],
             "jobtrack keys ls": [jobtrack, "keys", "ls"],
             "jobtrack webhooks ls": [jobtrack, "webhooks", "ls"],
+            "jobtrack tasks ls": [jobtrack, "tasks", "ls"],
+            "jobtrack workers ls": [jobtrack, "workers", "ls"],
         }
         baseline, _ = _time([sys.executable, "-c", "pass"], env, opts.runs)
         print(f"{opts.runs} runs each; bare python start-up: median "

@@ -15,7 +15,7 @@ after):
    flow bookkeeping itself costs), so that all three meet the same machine state. Each child is
    claimed and completed through the real code a worker runs: ``store.claim.claim`` in
    one transaction per batch of ``--batch``, then ``queue.outcomes.write_outcomes`` (the
-   writer's ``persist``: job rows, parent countdown, flow counters, events) per batch;
+   store's ``apply``: job rows, parent countdown, flow counters, events) per batch;
 4. per-child cost = slice time / children in it; the ratio is the median over the big
    flow's slices divided by the median over the small flows (target at most 1.3);
 5. verified: every flow completed, counters equal a recount of its job rows.

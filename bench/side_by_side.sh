@@ -27,9 +27,12 @@
 #   PEERS="..."       peer configurations, names as in the harness's run_all.sh: floor
 #                     floor-analyze pgbench procrastinate procrastinate-c10 pgqueuer rq rq-simple
 #                     celery saq arq arq-poll50ms   (default: all but floor-analyze and pgbench)
-#   JOBTRACK="..."    jobtrack configurations: jobtrack jobtrack-c100 jobtrack-c1000
-#                     jobtrack-sqlite jobtrack-sqlite-c100 equal-work-floor equal-work-floor-b10
-#                     equal-work-floor-b1000 (default: all)
+#   JOBTRACK="..."    jobtrack configurations: jobtrack (the defaults: concurrency 100)
+#                     jobtrack-c10 jobtrack-c100 jobtrack-c1000
+#                     jobtrack-sqlite jobtrack-sqlite-c100 jobtrack-sqlite-c1000
+#                     equal-work-floor equal-work-floor-b10 equal-work-floor-b1000
+#                     (default: all but jobtrack-c100 and jobtrack-sqlite-c100, which are
+#                     the defaults again)
 #   MEMORY_N=0        >0: also bench/bench_memory.py with that many jobs (PG and SQLite)
 #   RQ_FORK_MAX_N=5000  the rq forking worker (~40 jobs/s) only runs for N up to this
 #   PEERS_DIR, PEER_VENVS, JT_PY (jobtrack's python, default <repo>/.venv/bin/python),
@@ -41,7 +44,7 @@ PEERS_DIR="${PEERS_DIR:-}"
 NS="${NS:-20000}"
 REPS="${REPS:-3}"
 PEERS="${PEERS-floor procrastinate procrastinate-c10 pgqueuer rq rq-simple celery saq arq arq-poll50ms}"
-JOBTRACK="${JOBTRACK-jobtrack jobtrack-c100 jobtrack-c1000 jobtrack-sqlite jobtrack-sqlite-c100 equal-work-floor equal-work-floor-b10 equal-work-floor-b1000}"
+JOBTRACK="${JOBTRACK-jobtrack jobtrack-c10 jobtrack-c1000 jobtrack-sqlite jobtrack-sqlite-c1000 equal-work-floor equal-work-floor-b10 equal-work-floor-b1000}"
 MEMORY_N="${MEMORY_N:-0}"
 RQ_FORK_MAX_N="${RQ_FORK_MAX_N:-5000}"
 JT_PY="${JT_PY:-$ROOT/.venv/bin/python}"
@@ -132,10 +135,12 @@ one() {  # config n rep
     arq)               run "$label" "$V/arq/bin/python" bench/p_arq.py "${common[@]}" ;;
     arq-poll50ms)      run "$label" "$V/arq/bin/python" bench/p_arq.py "${common[@]}" --variant poll50ms ;;
     jobtrack)          run "$label" "${jt[@]}" ;;
+    jobtrack-c10)      run "$label" "${jt[@]}" --concurrency 10 --variant c10 ;;
     jobtrack-c100)     run "$label" "${jt[@]}" --concurrency 100 --variant c100 ;;
     jobtrack-c1000)    run "$label" "${jt[@]}" --concurrency 1000 --variant c1000 ;;
     jobtrack-sqlite)   run "$label" "${jt[@]}" --backend sqlite --variant sqlite ;;
     jobtrack-sqlite-c100) run "$label" "${jt[@]}" --backend sqlite --concurrency 100 --variant sqlite-c100 ;;
+    jobtrack-sqlite-c1000) run "$label" "${jt[@]}" --backend sqlite --concurrency 1000 --variant sqlite-c1000 ;;
     equal-work-floor)  run "$label" "${fl[@]}" ;;
     equal-work-floor-b10) run "$label" "${fl[@]}" --batch 10 ;;
     equal-work-floor-b1000) run "$label" "${fl[@]}" --batch 1000 ;;

@@ -37,6 +37,7 @@ from typing import Any
 import psycopg
 
 from jobtrack.queue.app import App
+from jobtrack.settings import Settings
 from jobtrack.store import migrate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -46,7 +47,8 @@ common, pgcost = harness.load()
 sys.path.insert(0, str(harness.BENCH))  # noop_app
 
 DB = "bench_jobtrack"
-DEFAULT_CONCURRENCY = 10  # `jobtrack worker --concurrency` default
+#: `jobtrack worker --concurrency` default, read from the settings (labels the runs)
+DEFAULT_CONCURRENCY = Settings.model_fields["worker_concurrency"].default
 
 
 class Store:

@@ -1,48 +1,31 @@
-"""What routes ask FastAPI for: the per-process state, the database, the settings and
-the authenticated, rate-limited caller.
+"""What routes ask FastAPI for: the per-process state (:class:`~jobtrack.api.state.ApiState`,
+the API's composition root), the database, the settings and the authenticated,
+rate-limited caller.
 
 ``Caller`` is the one place a request is authenticated (``Authorization: Bearer <key>``)
 and charged against its key's rate limit; any route that takes it is tenant-scoped
 through ``caller.scope`` and documented with the bearer security scheme.
 """
 
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
 
-from jobtrack.api.auth import Caller, KeyCache
+from jobtrack.api.auth import Caller
 from jobtrack.api.middleware import request_context
-from jobtrack.api.ratelimit import RateLimiter
+from jobtrack.api.state import ApiState, state_of
 from jobtrack.errors import RateLimited
 from jobtrack.settings import Settings
 from jobtrack.store.engine import Database
-from jobtrack.store.group_commit import InsertBatcher
-from jobtrack.store.registry import DeclarationCache
 
 
-@dataclass(slots=True)
-class ApiState:
-    """Everything one API process owns, built by the app's lifespan."""
-
-    settings: Settings
-    db: Database
-    keys: KeyCache
-    limiter: RateLimiter
-    #: new jobs of concurrent requests share commits
-    inserter: InsertBatcher
-    #: task declarations read from the task registry (enqueue defaults and checks)
-    declarations: DeclarationCache
-
-
-async def api_state(request: Request) -> ApiState:
+async def api_state(conn: HTTPConnection) -> ApiState:
     # async on purpose: FastAPI runs a plain ``def`` dependency on a worker thread,
-    # a thread hop per request for a dictionary lookup
-    state = getattr(request.app.state, "jobtrack", None)
-    if not isinstance(state, ApiState):
-        raise RuntimeError("the jobtrack API is not started: run it with its lifespan")
-    return state
+    # a thread hop per request for a dictionary lookup. ``HTTPConnection``: the WebSocket
+    # route takes the same dependency.
+    return state_of(conn.app)
 
 
 StateDep = Annotated[ApiState, Depends(api_state)]

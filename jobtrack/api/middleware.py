@@ -10,12 +10,19 @@ the one it must buffer). For every HTTP request it:
    (rate-limit headers once the key is known, ``Deprecation`` and a ``Warning`` naming
    ``JOBTRACK_ACCEPT_STATUS_ALIASES`` for aliased input);
 4. turns any unexpected exception into a 500 envelope that leaks nothing (503 when the
-   database cannot be reached), and logs it with a reference the client also gets.
+   database cannot be reached), and logs it with a reference the client also gets;
+5. counts the request in the HTTP metrics (:class:`jobtrack.api.telemetry.HttpMetrics`),
+   by method, route template and status, and the time until its response started,
+   whatever answered it (a route, the guard itself, the catch-all).
+
+One layer for all of these, not one middleware each: every layer is another ``send``
+wrapper and another await per request on the API's hottest path.
 
 A refused request never reaches a route, so nothing is stored half-way.
 """
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -25,7 +32,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from jobtrack.api.errors import envelope
 from jobtrack.api.jsonguard import MAX_JSON_DEPTH, too_deep, unreadable_integer
 from jobtrack.api.ratelimit import RateInfo
-from jobtrack.store.engine import is_unavailable
+from jobtrack.api.telemetry import METHODS, HttpMetrics, route_of
+from jobtrack.store.connect import is_unavailable
 
 logger = logging.getLogger("jobtrack.api")
 
@@ -72,15 +80,38 @@ class ApiGuard:
     """Body limits, answer headers and the catch-all error answer (see module doc)."""
 
     def __init__(self, app: ASGIApp, *, max_body_bytes: int,
-                 max_json_depth: int = MAX_JSON_DEPTH) -> None:
+                 max_json_depth: int = MAX_JSON_DEPTH,
+                 metrics: HttpMetrics | None = None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.max_json_depth = max_json_depth
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        metrics = self.metrics
+        if metrics is None:
+            await self._guard(scope, receive, send)
+            return
+        began = time.perf_counter()
+        status = 500  # no answer at all: the server will say 500
+        method = scope["method"] if scope["method"] in METHODS else "other"
+
+        async def counting_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                metrics.started(method, route_of(scope), time.perf_counter() - began)
+            await send(message)
+
+        try:
+            await self._guard(scope, receive, counting_send)
+        finally:
+            metrics.answered(method, route_of(scope), status)
+
+    async def _guard(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx = scope[CONTEXT_KEY] = RequestContext()
         started = False
 

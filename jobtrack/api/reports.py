@@ -11,11 +11,11 @@ from fastapi import Request
 from starlette.responses import Response
 
 from jobtrack.api.auth import Caller
-from jobtrack.api.deps import ApiState
 from jobtrack.api.flow_schemas import FlowJobReport
 from jobtrack.api.params import held_term, progress_of, status_alias, utcnow
 from jobtrack.api.responses import json_response
 from jobtrack.api.schemas import JobPatch
+from jobtrack.api.state import ApiState
 from jobtrack.domain.planner import plan_update
 from jobtrack.domain.records import UNSET, Change, Job, JobUpdate, PhaseUpdate
 from jobtrack.domain.status import JobStatus

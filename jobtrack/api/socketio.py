@@ -32,16 +32,14 @@ again with ``GET /flows/{flowId}``.
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import socketio  # type: ignore[import-untyped]
-from fastapi import FastAPI
 
 from jobtrack.api.auth import Caller
-from jobtrack.api.deps import ApiState
-from jobtrack.api.routes.stream import hub_of
+from jobtrack.api.state import ApiState
 from jobtrack.domain.events import EventType
 from jobtrack.errors import JobtrackError, RateLimited, Unauthorized, ValidationFailed
 from jobtrack.events.filters import canonical_id
@@ -133,8 +131,9 @@ class SeedSocketIO:
     """The Socket.IO server of one API app (built by the app factory, used while its
     lifespan runs)."""
 
-    def __init__(self, app: FastAPI) -> None:
-        self.app = app
+    def __init__(self, state: Callable[[], ApiState]) -> None:
+        #: the API's state (:func:`jobtrack.api.state.state_of` of the app), read at connect
+        self.state = state
         # authentication is by API key, never by cookie: any origin may connect
         self.sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins="*",
                                         logger=False, engineio_logger=False)
@@ -151,9 +150,7 @@ class SeedSocketIO:
         return socketio.ASGIApp(self.sio, socketio_path=None)
 
     async def _caller(self, environ: dict[str, Any], auth: Any) -> Caller:
-        state = getattr(self.app.state, "jobtrack", None)
-        if not isinstance(state, ApiState):
-            raise RuntimeError("the jobtrack API is not started: run it with its lifespan")
+        state = self.state()
         token = auth.get("token") if isinstance(auth, dict) else None
         raw = token if isinstance(token, str) and token.strip() else _bearer(environ)
         if raw is None:
@@ -169,7 +166,7 @@ class SeedSocketIO:
     async def _connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         try:
             caller = await self._caller(environ, auth)
-            sub = hub_of(self.app).subscribe(caller.scope)
+            sub = self.state().hub.subscribe(caller.scope)
         except JobtrackError as exc:
             raise socketio.exceptions.ConnectionRefusedError(exc.message, _error(exc)) from None
         conn = self.connections[sid] = _Connection(sub)

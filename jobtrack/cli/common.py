@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import os
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -16,10 +16,13 @@ from rich.text import Text
 from jobtrack.errors import JobtrackError
 
 if TYPE_CHECKING:
+    import asyncio
+
     from rich.table import Table
 
     from jobtrack.settings import Settings
     from jobtrack.store.engine import Database
+    from jobtrack.store.reader import Reads
 
 T = TypeVar("T")
 
@@ -97,15 +100,34 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run one async operation for a command; jobtrack errors become a clear exit."""
+@contextmanager
+def clear_errors() -> Iterator[None]:
+    """A jobtrack error raised inside becomes one line on stderr and exit code 1."""
     try:
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            return runner.run(coro)
+        yield
     except JobtrackError as exc:
         # one line, even on a narrow terminal, and the message is never read as markup
         console.print(Text.assemble(("error:", "red"), " ", exc.message), soft_wrap=True)
         raise typer.Exit(code=1) from None
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run one async operation for a command; jobtrack errors become a clear exit."""
+    import asyncio  # (not for --help, nor for the listings: see read())
+
+    with clear_errors(), asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        return runner.run(coro)
+
+
+def read(url: str, query: Callable[[Reads], Coroutine[Any, Any, T]]) -> T:
+    """What a listing shows: the store read ``query`` run on a sync connection to the
+    database at ``url`` (:mod:`jobtrack.store.reader`: no event loop, no async engine to
+    load first). The database is checked as :func:`open_database` does (``create=False``);
+    jobtrack errors become a clear exit."""
+    from jobtrack.store.reader import reading, run_read
+
+    with clear_errors(), reading(url) as conn:
+        return run_read(query(conn))
 
 
 def migrate_if_wanted(settings: Settings, no_migrate: bool) -> None:

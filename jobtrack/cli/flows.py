@@ -23,11 +23,13 @@ from rich.text import Text
 from rich.tree import Tree
 
 from jobtrack.cli.common import (
+    clear_errors,
     console,
     narrow_layout,
     open_database,
     out,
     print_table,
+    read,
     run,
     url_of,
 )
@@ -228,22 +230,12 @@ def register(app: typer.Typer) -> None:
         limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
     ) -> None:
         """Recent flows, newest first."""
-        url = url_of(ctx)
+        from jobtrack.store.flows import list_flows as store_list_flows
 
-        async def go() -> list[Flow]:
-            from jobtrack.store import flows as store_flows
-
+        with clear_errors():
             wanted = None if status is None else FlowStatus(normalize_status(status).value)
-            db = await open_database(url, create=False)
-            try:
-                async with db.read() as conn:
-                    page, _ = await store_flows.list_flows(
-                        conn, tenant=tenant, limit=limit, flowname=flowname, status=wanted)
-                    return page
-            finally:
-                await db.dispose()
-
-        flows = run(go())
+        flows, _ = read(url_of(ctx), lambda conn: store_list_flows(
+            conn, tenant=tenant, limit=limit, flowname=flowname, status=wanted))
         if not flows:
             console.print("no flows")
             return

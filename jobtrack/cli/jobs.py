@@ -32,11 +32,13 @@ from rich.text import Text
 
 from jobtrack.cli import enqueue
 from jobtrack.cli.common import (
+    clear_errors,
     console,
     narrow_layout,
     open_database,
     out,
     print_table,
+    read,
     run,
     url_of,
 )
@@ -222,23 +224,12 @@ def register(app: typer.Typer) -> None:
                                                               "(the API's wire form)")] = False,
     ) -> None:
         """Recent jobs, newest first."""
-        url = url_of(ctx)
+        from jobtrack.store.jobs import JobFilter, list_jobs
 
-        async def go() -> list[Job]:
-            from jobtrack.store.jobs import JobFilter, list_jobs
-
+        with clear_errors():
             wanted = None if status is None else normalize_status(status)
-            db = await open_database(url, create=False)
-            try:
-                async with db.read() as conn:
-                    page, _ = await list_jobs(conn, JobFilter(
-                        tenant=tenant, status=wanted, queue_name=queue, flow_id=flow,
-                        name=name), limit=limit)
-                    return page
-            finally:
-                await db.dispose()
-
-        found = run(go())
+        flt = JobFilter(tenant=tenant, status=wanted, queue_name=queue, flow_id=flow, name=name)
+        found, _ = read(url_of(ctx), lambda conn: list_jobs(conn, flt, limit=limit))
         if as_json:
             out.print_json(orjson.dumps([job_to_wire(j) for j in found]).decode())
             return

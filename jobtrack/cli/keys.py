@@ -14,6 +14,7 @@ from jobtrack.cli.common import (
     open_database,
     out,
     print_table,
+    read,
     run,
     url_of,
 )
@@ -61,19 +62,9 @@ def register(app: typer.Typer) -> None:
     @group.command("ls")
     def list_keys(ctx: typer.Context) -> None:
         """List keys (prefix, tenant, admin, revoked); never the keys themselves."""
-        url = url_of(ctx)
+        from jobtrack.store.keys import list_keys as store_list_keys
 
-        async def go() -> list[dict[str, object]]:
-            from jobtrack.store import keys as store_keys
-
-            db = await open_database(url, create=False)
-            try:
-                async with db.read() as conn:
-                    return await store_keys.list_keys(conn)
-            finally:
-                await db.dispose()
-
-        keys = run(go())
+        keys = read(url_of(ctx), store_list_keys)
         if narrow_layout():
             narrow = narrow_table("id", "prefix", "tenant", "created", "revoked")
             for k in keys:

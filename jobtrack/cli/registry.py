@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 import orjson
 import typer
 
-from jobtrack.cli.common import open_database, out, print_table, run, settings_of, url_of
+from jobtrack.cli.common import out, print_table, read, settings_of, url_of
 
 if TYPE_CHECKING:  # loaded only by the commands that run (start-up time)
     from jobtrack.domain.registry import TaskRecord, WorkerInfo
@@ -28,29 +28,19 @@ def _when(value: datetime) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S")
 
 
-async def load_workers(url: str, lease_seconds: float) -> "list[WorkerInfo]":
+def load_workers(url: str, lease_seconds: float) -> "list[WorkerInfo]":
     from jobtrack.domain.registry import STALE_LEASES
-    from jobtrack.store import registry as store_registry
+    from jobtrack.store.registry import list_workers
 
-    db = await open_database(url, create=False)
-    try:
-        async with db.read() as conn:
-            return await store_registry.list_workers(
-                conn, now=datetime.now(UTC),
-                stale_after=timedelta(seconds=lease_seconds * STALE_LEASES))
-    finally:
-        await db.dispose()
+    stale_after = timedelta(seconds=lease_seconds * STALE_LEASES)
+    return read(url, lambda conn: list_workers(conn, now=datetime.now(UTC),
+                                               stale_after=stale_after))
 
 
-async def load_tasks(url: str) -> "list[TaskRecord]":
-    from jobtrack.store import registry as store_registry
+def load_tasks(url: str) -> "list[TaskRecord]":
+    from jobtrack.store.registry import list_tasks
 
-    db = await open_database(url, create=False)
-    try:
-        async with db.read() as conn:
-            return await store_registry.list_tasks(conn)
-    finally:
-        await db.dispose()
+    return read(url, list_tasks)
 
 
 def _seconds(value: float | None) -> str:
@@ -72,7 +62,7 @@ def register(app: typer.Typer) -> None:
 
         from jobtrack.domain.registry import worker_to_wire
 
-        found = run(load_workers(url_of(ctx), settings_of(ctx).lease_seconds))
+        found = load_workers(url_of(ctx), settings_of(ctx).lease_seconds)
         if as_json:
             out.print_json(orjson.dumps([worker_to_wire(w) for w in found]).decode())
             return
@@ -91,7 +81,7 @@ def register(app: typer.Typer) -> None:
 
         from jobtrack.domain.registry import task_to_wire
 
-        found = run(load_tasks(url_of(ctx)))
+        found = load_tasks(url_of(ctx))
         if as_json:
             out.print_json(orjson.dumps([task_to_wire(t) for t in found]).decode())
             return

@@ -29,6 +29,7 @@ from jobtrack.cli.common import (
     migrate_if_wanted,
     open_database,
     print_table,
+    read,
     run,
     settings_of,
     url_of,
@@ -37,7 +38,7 @@ from jobtrack.domain.status import DeliveryStatus
 
 if TYPE_CHECKING:
     from jobtrack.settings import Settings
-    from jobtrack.store.webhooks import Delivery, Webhook
+    from jobtrack.store.webhooks import Delivery
 
 if TYPE_CHECKING:  # httpx and the delivery loop load only for the commands that use them
     from jobtrack.webhooks.runner import WebhookRunner
@@ -100,18 +101,9 @@ def register(app: typer.Typer) -> None:
         tenant: Annotated[str | None, typer.Option(help="only this tenant's webhooks")] = None,
     ) -> None:
         """Every webhook, oldest first (never its secret)."""
-        url = url_of(ctx)
+        from jobtrack.store.webhooks import list_webhooks
 
-        from jobtrack.webhooks import registry
-
-        async def go() -> list[Webhook]:
-            db = await open_database(url, create=False)
-            try:
-                return await registry.webhooks(db, tenant=tenant)
-            finally:
-                await db.dispose()
-
-        hooks = run(go())
+        hooks = read(url_of(ctx), lambda conn: list_webhooks(conn, tenant=tenant))
         if not hooks:
             console.print("no webhooks")
             return

@@ -1,20 +1,18 @@
-"""Outcomes of runs, written in batches: one transaction locks the jobs, plans each
-outcome with the domain planner against what is really stored, and persists them all
-(job rows, phases, flow effects, events) at once.
+"""Outcomes of runs, written in batches: one transaction (the store's ``apply``) plans
+each outcome with the domain planner against the job as the worker last saw it, written
+only if its row has not moved since, else against the locked stored row, and writes them
+all (job rows, phases, flow effects, events) at once.
 
 An outcome counts only while the worker still owns the job: the job is running, under
 this worker, in the same attempt. Otherwise (reaped after a lost lease, cancelled and
 settled by someone else, retried) it is discarded, never written over the stored state.
 """
 
-import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobtrack.domain.planner import plan_update
 from jobtrack.domain.records import UNSET, Change, Job, JobUpdate
@@ -22,7 +20,7 @@ from jobtrack.domain.retry import RetryPolicy
 from jobtrack.domain.status import JobStatus
 from jobtrack.errors import JobtrackError
 from jobtrack.store.engine import Database
-from jobtrack.store.writer import lock_jobs, persist, write_if_unchanged
+from jobtrack.store.writes import Target, apply
 
 log = logging.getLogger("jobtrack.worker")
 
@@ -78,72 +76,84 @@ def plan_outcome(stored: Job, outcome: Outcome, now: datetime) -> Change:
 async def write_outcomes(
     db: Database, outcomes: Sequence[Outcome], *, worker_id: str, actor: str
 ) -> Written:
-    """Write a batch of outcomes in one transaction.
+    """Write a batch of outcomes in one transaction (the store's ``apply``).
 
-    Each outcome is first planned against the job as this worker last saw it and written
-    only if the row's version has not moved since (PostgreSQL: one guarded statement for
-    the batch, no read; SQLite: the versions alone are read, under the write lock); the
-    few whose row someone else changed meanwhile (a cancel request, a reaper, an outside
-    update) are then locked, read whole and planned again.
+    In a batch of more than one, each outcome is first planned against the job as this
+    worker last saw it and written only if the row's version has not moved since
+    (PostgreSQL: one guarded statement for the batch, no read; SQLite: the versions alone
+    are read, under the write lock); the few whose row someone else changed meanwhile (a
+    cancel request, a reaper, an outside update) are then locked, read whole and planned
+    again. A lone outcome is planned against its locked row at once.
     """
-    out = Written()
     now = datetime.now(UTC)
+    batch = _Batch(outcomes, worker_id, now)
     async with db.write() as conn:
-        todo = list(outcomes)
-        if len(todo) > 1:
-            todo, out.changes = await _write_unchanged(conn, todo, now, actor)
-        if todo:
-            locked = await lock_jobs(conn, [o.job.id for o in todo])
-            changes: list[Change] = []
-            for outcome in todo:
-                stored = locked.get(outcome.job.id)
-                if stored is None or not owned(stored, outcome.job, worker_id):
-                    out.discarded += 1
+        changes = await apply(conn, batch.targets(), batch.plan, actor=actor, now=now)
+    return Written(changes, batch.discard({c.after.id for c in changes}))
+
+
+class _Batch:
+    """Plans a batch's outcomes against whichever copy of each job the store hands it:
+    the worker's own first (in a batch of more than one), the locked stored row when that
+    copy is refused or its row has moved. Of a job's outcomes, the one of the run this
+    worker still owns counts; the others are discarded."""
+
+    def __init__(self, outcomes: Sequence[Outcome], worker_id: str, now: datetime) -> None:
+        self.worker_id = worker_id
+        self.now = now
+        self.of_job: dict[str, list[Outcome]] = {}
+        for outcome in outcomes:
+            self.of_job.setdefault(outcome.job.id, []).append(outcome)
+        #: the worker's copy of each job tried first
+        self.copies: dict[str, Job] = {}
+        if len(outcomes) > 1:
+            for job_id, mine in self.of_job.items():
+                seen = next((o.seen for o in mine if o.seen is not None), None)
+                if seen is not None:
+                    self.copies[job_id] = seen
+        #: per job, the outcomes left out when planned against the worker's copy and
+        #: against the stored row, with why (None: this worker no longer owns the job;
+        #: else the planner's refusal)
+        self.left_on_copy: dict[str, list[tuple[Outcome, str | None]]] = {}
+        self.left_on_row: dict[str, list[tuple[Outcome, str | None]]] = {}
+
+    def targets(self) -> list[Target]:
+        """Each job once: the worker's copy of it when there is one to try first."""
+        return [self.copies.get(job_id, job_id) for job_id in self.of_job]
+
+    def plan(self, stored: Job) -> Change | None:
+        """The change of the one outcome of the job this worker still owns."""
+        change: Change | None = None
+        left: list[tuple[Outcome, str | None]] = []
+        for outcome in self.of_job.get(stored.id, ()):
+            if change is not None or not owned(stored, outcome.job, self.worker_id):
+                # a second outcome of one job (the end of an old run beside the new
+                # attempt's): ``owned`` tells them apart
+                left.append((outcome, None))
+                continue
+            try:
+                change = plan_outcome(stored, outcome, self.now)
+            except JobtrackError as exc:
+                left.append((outcome, exc.message))
+        on_copy = stored is self.copies.get(stored.id)
+        (self.left_on_copy if on_copy else self.left_on_row)[stored.id] = left
+        return change
+
+    def discard(self, written: set[str]) -> int:
+        """Log the outcomes left out and count them (every outcome of a job no longer
+        stored is left out)."""
+        discarded = 0
+        for job_id, mine in self.of_job.items():
+            left = self.left_on_row.get(job_id)
+            if left is None:
+                left = (self.left_on_copy[job_id] if job_id in written
+                        and job_id in self.left_on_copy else [(o, None) for o in mine])
+            for outcome, refusal in left:
+                discarded += 1
+                if refusal is None:
                     log.info("discarded the outcome of job %s: this worker no longer owns "
-                             "it", outcome.job.id)
-                    continue
-                change = _plan(stored, outcome, now)
-                if change is None:
-                    out.discarded += 1
+                             "it", job_id)
                 else:
-                    changes.append(change)
-            out.changes.extend(await persist(conn, changes, actor=actor, now=now))
-    return out
-
-
-async def _write_unchanged(
-    conn: AsyncConnection, outcomes: list[Outcome], now: datetime, actor: str
-) -> tuple[list[Outcome], list[Change]]:
-    """Write the outcomes whose job row is as this worker last saw it; return the rest
-    (to plan again from the stored rows) and the changes written."""
-    planned: dict[str, tuple[Outcome, Change]] = {}
-    rest: list[Outcome] = []
-    for outcome in outcomes:
-        change = None
-        if outcome.seen is not None:
-            # refused here, it may still pass against the stored row: that decides
-            with contextlib.suppress(JobtrackError):
-                change = plan_outcome(outcome.seen, outcome, now)
-        if change is None or change.is_noop or outcome.job.id in planned:
-            # a second outcome of one job (the end of an old run beside the new
-            # attempt's) is planned from the locked row, where ``owned`` tells them apart
-            rest.append(outcome)
-        else:
-            planned[outcome.job.id] = (outcome, change)
-    if not planned:
-        return rest, []
-    # descending ids, like every other writer's locks: children before parents
-    order = sorted(planned, reverse=True)
-    written_ids = await write_if_unchanged(conn, [planned[i][1] for i in order])
-    rest.extend(planned[i][0] for i in order if i not in written_ids)
-    changes = [planned[i][1] for i in order if i in written_ids]
-    return rest, await persist(conn, changes, actor=actor, now=now, rows_written=True)
-
-
-def _plan(stored: Job, outcome: Outcome, now: datetime) -> Change | None:
-    try:
-        return plan_outcome(stored, outcome, now)
-    except JobtrackError as exc:
-        log.warning("job %s: outcome %s refused: %s", stored.id, outcome.status.value,
-                    exc.message)
-        return None
+                    log.warning("job %s: outcome %s refused: %s", job_id,
+                                outcome.status.value, refusal)
+        return discarded

@@ -8,13 +8,13 @@ from collections.abc import Container
 from datetime import UTC, datetime
 
 from jobtrack.domain.planner import plan_stall
-from jobtrack.domain.records import Change
+from jobtrack.domain.records import Change, Job
 from jobtrack.domain.retry import RetryPolicy, policy_of
 from jobtrack.domain.status import JobStatus
 from jobtrack.queue.tasks import TaskRegistry
 from jobtrack.store import leases
 from jobtrack.store.engine import Database
-from jobtrack.store.writer import lock_jobs, persist
+from jobtrack.store.writes import apply
 
 
 async def reap(
@@ -38,13 +38,13 @@ async def reap(
         ids = await leases.expired_ids(conn, now=now, limit=limit)
         if not ids:
             return []
-        locked = await lock_jobs(conn, ids)
-        changes: list[Change] = []
-        for job in locked.values():
+
+        def plan(job: Job) -> Change | None:
             if job.status is not JobStatus.RUNNING or job.lease_expires_at is None \
                     or job.lease_expires_at >= now or (job.id, job.attempt) in held:
-                continue  # finished or renewed since the search, or ours
+                return None  # finished or renewed since the search, or ours
             task = tasks.get(job.name) if tasks is not None else None
             policy = policy_of(job.retry, task.retry if task is not None else default)
-            changes.append(plan_stall(job, now, retry_at=policy.next_run_at(job.attempt, now)))
-        return await persist(conn, changes, actor=actor, now=now)
+            return plan_stall(job, now, retry_at=policy.next_run_at(job.attempt, now))
+
+        return await apply(conn, ids, plan, actor=actor, now=now)

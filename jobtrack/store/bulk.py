@@ -14,18 +14,22 @@ text), skipping its per-row parameter processing.
 The rows are dictionaries of column name to Python value, all with the same keys.
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import JSON, Table
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jobtrack.store.engine import json_dumps
+from jobtrack.store.connect import json_dumps
 from jobtrack.store.tables import UTCDateTime
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 _DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
 # naive datetimes are UTC in this code base; numpy-free, str keys only

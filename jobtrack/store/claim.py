@@ -15,20 +15,24 @@ objects only the cyclic GC frees, per statement built; a worker tuned to collect
 young generation rarely (``jobtrack worker``) then piles them up (docs/targets.md P8).
 """
 
+from __future__ import annotations
+
 from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Integer, Select, bindparam, select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobtrack.domain.planner import plan_claim
-from jobtrack.domain.records import Change, Job, Phase
+from jobtrack.domain.records import Job, Phase
 from jobtrack.domain.status import JobStatus
 from jobtrack.store.codec import job_from_row, phase_from_row
 from jobtrack.store.tables import job_phases, jobs
-from jobtrack.store.writer import persist
+from jobtrack.store.writes import Locked, apply
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 
 @lru_cache(maxsize=256)
@@ -119,10 +123,8 @@ async def claim(
     if not rows:
         return []
     phases = await _phases_of(conn, [r["id"] for r in rows if r["phase_count"]])
-    changes: list[Change] = [
-        plan_claim(job_from_row(r, phases.get(r["id"], ())), now, worker_id=worker_id,
-                   lease_until=lease_until)
-        for r in rows
-    ]
-    await persist(conn, changes, actor=actor or f"worker:{worker_id}", now=now)
+    changes = await apply(
+        conn, [Locked(job_from_row(r, phases.get(r["id"], ()))) for r in rows],
+        lambda job: plan_claim(job, now, worker_id=worker_id, lease_until=lease_until),
+        actor=actor or f"worker:{worker_id}", now=now)
     return [c.after for c in changes]

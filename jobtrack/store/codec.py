@@ -182,7 +182,7 @@ def flow_from_row(row: Mapping[Any, Any]) -> Flow:
 
 
 def flow_values(flow: Flow) -> dict[str, Any]:
-    p = flow.progress
+    """Column values of a new flow row."""
     return {
         "id": flow.id,
         "tenant": flow.tenant,
@@ -190,8 +190,18 @@ def flow_values(flow: Flow) -> dict[str, Any]:
         "name": flow.name,
         "queue_name": flow.queue_name,
         "root_job_id": flow.root_job_id,
+        "total": flow.progress.total,
+        "created_at": flow.created_at,
+        **flow_update_values(flow),
+    }
+
+
+def flow_update_values(flow: Flow) -> dict[str, Any]:
+    """Column values its jobs' transitions may move (never what the flow was created
+    with: its tree, names, total)."""
+    p = flow.progress
+    return {
         "status": flow.status.value,
-        "total": p.total,
         "pending": p.pending,
         "running": p.running,
         "completed": p.completed,
@@ -200,9 +210,7 @@ def flow_values(flow: Flow) -> dict[str, Any]:
         "cancel_requested": flow.cancelled,
         "result": flow.result,
         "error": flow.error,
-        "created_at": flow.created_at,
         "updated_at": flow.updated_at,
         "started_at": flow.started_at,
         "completed_at": flow.completed_at,
     }
-

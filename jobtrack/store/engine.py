@@ -1,4 +1,5 @@
 """The database handle: one async engine per process, and the two ways to use it.
+(What every engine shares, async or not, is :mod:`jobtrack.store.connect`.)
 
 ``Database.write()`` opens a write transaction (``BEGIN IMMEDIATE`` on SQLite, so two
 writers queue on the lock instead of failing on upgrade); ``Database.read()`` gives an
@@ -21,14 +22,21 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
 
-import orjson
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.util import greenlet_spawn
 
 from jobtrack.errors import DatabaseUnavailable, WriteConflict
+from jobtrack.store.connect import (
+    async_url,
+    dialect_name,
+    engine_options,
+    is_unavailable,
+    sqlite_pragmas,
+)
+from jobtrack.store.connect import sync_url as sync_url  # (for its importers)
 
 if TYPE_CHECKING:  # (psycopg and pydantic-settings load only when used: CLI start-up)
     from jobtrack.settings import Settings
@@ -92,40 +100,6 @@ async def _bounded_connect(*args: Any, answer_timeout: float, **kwargs: Any) -> 
     return conn
 
 
-def json_dumps(value: Any) -> str:
-    """How JSON columns are written (also by ``bulk``'s SQLite path)."""
-    return orjson.dumps(value).decode()
-
-
-def _json_loads(value: Any) -> Any:
-    # SQLite gives a JSON column numeric affinity: a bare number comes back as a number
-    if isinstance(value, (int, float)):
-        return value
-    return orjson.loads(value)
-
-
-def async_url(url: str) -> str:
-    """The SQLAlchemy async URL for a user's ``sqlite:///`` or ``postgresql://`` URL."""
-    parsed = make_url(url)
-    backend = parsed.get_backend_name()
-    if backend == "sqlite":
-        return str(parsed.set(drivername="sqlite+aiosqlite"))
-    if backend.startswith("postgres"):
-        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    raise ValueError(
-        f"unsupported database URL {parsed.drivername!r}: use sqlite:///PATH or "
-        "postgresql://USER@HOST/DB"
-    )
-
-
-def sync_url(url: str) -> str:
-    """The synchronous driver URL (Alembic migrations, tests' set-up)."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        return str(parsed.set(drivername="sqlite"))
-    return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-
-
 #: PostgreSQL's deadlock_detected and serialization_failure: the transaction was rolled
 #: back whole and may be retried as it is
 _RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
@@ -136,21 +110,24 @@ def _is_write_conflict(exc: BaseException) -> bool:
     return getattr(orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
 
 
-def is_unavailable(exc: BaseException) -> bool:
-    """True for errors that mean the database cannot be reached (not bad SQL)."""
-    if isinstance(exc, DatabaseUnavailable):
-        return True
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    if isinstance(exc, OperationalError):
-        text = str(exc.orig).lower()
-        return any(
-            s in text
-            for s in ("connection", "server closed", "terminating", "shutting down",
-                      "could not", "starting up", "timeout", "timed out")
-        )
-    # PoolTimeout: every pooled connection is busy and none freed up in time
-    return isinstance(exc, (ConnectionError, TimeoutError, OSError, PoolTimeout))
+def _driver_unavailable(exc: BaseException) -> bool:
+    """A psycopg error (not wrapped by SQLAlchemy) that means the server is unreachable."""
+    import psycopg
+
+    return isinstance(exc, psycopg.OperationalError | OSError | TimeoutError)
+
+
+async def _give_back(fairy: Any, driver: Any) -> None:
+    """Return a connection of :meth:`Database.driver_read` to the pool out of autocommit;
+    one that is broken or still busy with a statement (a cancelled read) is dropped."""
+    from psycopg.pq import TransactionStatus
+
+    if not driver.closed and driver.info.transaction_status == TransactionStatus.IDLE:
+        await driver.set_autocommit(False)
+        await greenlet_spawn(fairy.close)  # the pool's check-in (its reset is a no-op here)
+    else:
+        await greenlet_spawn(fairy.invalidate)
+        await greenlet_spawn(fairy.close)
 
 
 class Database:
@@ -159,15 +136,10 @@ class Database:
     def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False,
                  timeouts: Timeouts | None = None) -> None:
         self.url = url
-        backend = make_url(url).get_backend_name()
-        self.dialect = "postgresql" if backend.startswith("postgres") else backend
+        self.dialect = dialect_name(url)
         self.is_sqlite = self.dialect == "sqlite"
-        kwargs: dict[str, Any] = {"echo": echo, "json_serializer": json_dumps,
-                                  "json_deserializer": _json_loads}
-        if self.is_sqlite:
-            kwargs["isolation_level"] = "AUTOCOMMIT"
-            kwargs["connect_args"] = {"timeout": 30}
-        else:
+        kwargs: dict[str, Any] = {"echo": echo, **engine_options(url)}
+        if not self.is_sqlite:
             # no overflow: an overflow connection is closed when it is given back, so a
             # burst above pool_size would open (and PostgreSQL fork) a backend per request
             kwargs.update(pool_size=pool_size, max_overflow=0, pool_pre_ping=False,
@@ -183,11 +155,15 @@ class Database:
                 }
         self.engine: AsyncEngine = create_async_engine(async_url(url), **kwargs)
         if self.is_sqlite:
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine.sync_engine, "connect", sqlite_pragmas)
         # SQLite has one writer at a time: writers of one process queue here, in order,
         # instead of in SQLite's busy handler (which sleeps up to 100 ms between tries)
         self._write_lock: asyncio.Lock | None = None
         self._ping: asyncio.Task[bool] | None = None  # the one ping in flight
+        #: statements run on the driver connection (:class:`DriverStatement`), which
+        #: SQLAlchemy's events do not see: by their SQL text
+        self.driver_statements: list[str] = []
+        self.record_driver_statements = False
 
     def _sqlite_write_lock(self) -> asyncio.Lock:
         if self._write_lock is None:
@@ -223,6 +199,17 @@ class Database:
             raise
 
     @asynccontextmanager
+    async def write_one(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for ONE write statement that is complete by itself (a data-modifying
+        ``WITH`` writing a row and its event together): autocommitted on PostgreSQL, one
+        round trip instead of ``BEGIN``, the statement and ``COMMIT``; a write transaction
+        on SQLite, whose writers queue on one lock. A caller that runs more than one
+        statement here gets no atomicity between them: use :meth:`write`."""
+        # PostgreSQL: the read connection is that autocommit connection already
+        async with (self.write() if self.is_sqlite else self.read()) as conn:
+            yield conn
+
+    @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """An autocommit connection for reads: one round trip per statement."""
         try:
@@ -234,6 +221,32 @@ class Database:
             if is_unavailable(exc):
                 raise DatabaseUnavailable() from exc
             raise
+
+    @asynccontextmanager
+    async def driver_read(self) -> AsyncIterator[Any]:
+        """PostgreSQL only: the pooled psycopg connection itself, in autocommit, for the
+        hottest reads (:class:`DriverStatement`). The same pool, timeouts and errors as
+        :meth:`read`, without SQLAlchemy's connection, execution context and result
+        objects around the one round trip. The connection goes back to the pool out of
+        autocommit, as :meth:`read`'s does."""
+        if self.is_sqlite:
+            raise RuntimeError("driver_read is for PostgreSQL; use read()")
+        try:
+            fairy = await self.engine.raw_connection()
+        except Exception as exc:  # (the pool hands out the driver's own errors)
+            if is_unavailable(exc) or _driver_unavailable(exc):
+                raise DatabaseUnavailable() from exc
+            raise
+        driver: Any = fairy.driver_connection
+        try:
+            await driver.set_autocommit(True)
+            yield driver
+        except BaseException as exc:
+            await _give_back(fairy, driver)
+            if isinstance(exc, Exception) and _driver_unavailable(exc):
+                raise DatabaseUnavailable() from exc
+            raise
+        await _give_back(fairy, driver)
 
     async def ping(self, timeout: float | None = None) -> bool:
         """True when the database answers (within ``timeout`` seconds, if given).
@@ -259,12 +272,3 @@ class Database:
         if self._ping is not None and not self._ping.done():
             self._ping.cancel()
         await self.engine.dispose()
-
-
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.close()

@@ -1,13 +1,14 @@
 """The event log: rows written beside each change (the outbox), read back for replay,
 live fan-out, webhooks and each job's history."""
 
+from __future__ import annotations
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, insert, select, text
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobtrack.domain.events import EventType
 from jobtrack.domain.flows import Flow
@@ -15,6 +16,9 @@ from jobtrack.domain.records import Change, Job
 from jobtrack.domain.wire import flow_to_wire, iso, job_delta, job_to_wire
 from jobtrack.store import bulk
 from jobtrack.store.tables import events
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 
 @dataclass(frozen=True, slots=True)

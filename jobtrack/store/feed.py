@@ -12,19 +12,23 @@ Two sources, one interface (:class:`EventLog`):
   checkout and no statement compilation on the way (docs/targets.md P5).
 """
 
+from __future__ import annotations
+
 import re
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 import orjson
 import psycopg
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
 from psycopg.types.json import set_json_loads
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobtrack.store.events import StoredEvent, read_after, snapshot_xmax, snapshot_xmin
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 CHANNEL = "jobtrack_events"
 #: dead connections are noticed within about idle + interval * count seconds

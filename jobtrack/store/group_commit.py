@@ -2,10 +2,11 @@
 
 One commit per job is the limit of a caller that enqueues one job at a time; many callers
 at once (web requests, ``asyncio.gather`` of enqueues) would each pay a commit of their
-own. :class:`InsertBatcher` gives the first caller its own transaction at once (no added
-wait) and lets everyone who arrives while it is being written join the next one, so the
-number of commits follows the database's speed rather than the number of callers. Each
-caller is answered only after the transaction holding its job has committed.
+own. :class:`InsertBatcher` gives the first caller its own write at once (no added
+wait; a job written alone is one statement, see :func:`insert_job`) and lets everyone who
+arrives while it is being written join the next one, so the number of commits follows the
+database's speed rather than the number of callers. Each caller is answered only after
+the transaction holding its job has committed.
 
 A batch that fails for a reason other than an unreachable database is written again job
 by job, so one bad job (a clashing id, an idempotency key in use by a concurrent request)
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from jobtrack.domain.records import Job
 from jobtrack.errors import DatabaseUnavailable
 from jobtrack.store.engine import Database
-from jobtrack.store.jobs import insert_jobs
+from jobtrack.store.jobs import insert_job, insert_jobs
 
 #: most jobs written in one shared transaction
 MAX_BATCH = 500
@@ -84,6 +85,13 @@ class InsertBatcher:
                 _answer(waiting, result)
 
     async def _write(self, batch: Sequence[_Waiting]) -> list[tuple[Job, bool]]:
+        if len(batch) == 1 and batch[0].job.idempotency_key is None:
+            # one caller alone: one statement, one round trip (no BEGIN and COMMIT)
+            [waiting] = batch
+            async with self._db.write_one() as conn:
+                await insert_job(conn, waiting.job, actor=waiting.actor)
+            self.batches += 1
+            return [(waiting.job, True)]
         by_actor: dict[str, list[int]] = {}
         for i, waiting in enumerate(batch):
             by_actor.setdefault(waiting.actor, []).append(i)

@@ -1,14 +1,16 @@
 """Job rows: insert (bulk, idempotent), read, list with keyset pagination, and the
 locked read-plan-write cycle every single-job change goes through."""
 
-from collections.abc import Awaitable, Callable, Sequence
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, bindparam, case, exists, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobtrack.domain.ids import is_id
 from jobtrack.domain.records import Change, Job
@@ -23,9 +25,16 @@ from jobtrack.store.codec import (
     phase_values,
     select_jobs_with_phases,
 )
+from jobtrack.store.driver import DriverStatement
 from jobtrack.store.events import created_row, insert_events
-from jobtrack.store.tables import job_phases, jobs
-from jobtrack.store.writer import lock_jobs, persist
+from jobtrack.store.tables import events, job_phases, jobs
+from jobtrack.store.writes import apply
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from jobtrack.store.engine import Database
+    from jobtrack.store.reader import Reads
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +162,46 @@ async def insert_jobs(
     return out
 
 
+async def insert_job(conn: AsyncConnection, job: Job, *, actor: str) -> None:
+    """Insert one new job without an idempotency key, with its phases and its
+    ``job.created`` event. On PostgreSQL this is ONE statement (the job, its phases and
+    its event in a data-modifying ``WITH``), complete by itself: run on
+    :meth:`Database.write_one <jobtrack.store.engine.Database.write_one>` it costs one
+    round trip and one commit, what a bare ``INSERT`` costs."""
+    if job.idempotency_key is not None:
+        raise ValueError("a job with an idempotency key goes through insert_jobs")
+    if conn.dialect.name != "postgresql":  # SQLite has no data-modifying WITH
+        await insert_jobs(conn, [job], actor=actor)
+        return
+    job_row = job_insert_values(job)
+    event_row = created_row(job, actor)
+    phase_rows = [phase_values(job.id, i, p) for i, p in enumerate(job.phases)]
+    stmt = _one_job_statement(tuple(job_row), tuple(event_row),
+                              tuple(phase_rows[0]) if phase_rows else (), len(phase_rows))
+    params = {f"j_{k}": v for k, v in job_row.items()}
+    params.update((f"e_{k}", v) for k, v in event_row.items())
+    for i, row in enumerate(phase_rows):
+        params.update((f"p{i}_{k}", v) for k, v in row.items())
+    await conn.execute(stmt, params)
+
+
+@functools.cache
+def _one_job_statement(job_columns: tuple[str, ...], event_columns: tuple[str, ...],
+                       phase_columns: tuple[str, ...], phases: int) -> Any:
+    """``WITH j AS (INSERT INTO jobs ...), p AS (INSERT INTO job_phases ...) INSERT INTO
+    events ...``, built once per shape (columns written, number of phases); values bound
+    by name at execution. Foreign keys are checked at the end of the statement, when the
+    job row is there."""
+    stmt = insert(events).values({c: bindparam(f"e_{c}") for c in event_columns})
+    stmt = stmt.add_cte(insert(jobs).values(
+        {c: bindparam(f"j_{c}") for c in job_columns}).cte("j"))
+    if phases:
+        stmt = stmt.add_cte(insert(job_phases).values(
+            [{c: bindparam(f"p{i}_{c}") for c in phase_columns} for i in range(phases)]
+        ).cte("p"))
+    return stmt
+
+
 async def _by_idempotency_key(conn: AsyncConnection, tenant: str, key: str) -> Job | None:
     rows = await conn.execute(
         select_jobs_with_phases()
@@ -169,6 +218,9 @@ _ONE_JOB = select_jobs_with_phases().where(jobs.c.id == bindparam("job_id"))
 _ONE_JOB_OF_TENANT = _ONE_JOB.where(jobs.c.tenant == bindparam("tenant"))
 _ONE_JOB = _ONE_JOB.order_by("p_position")
 _ONE_JOB_OF_TENANT = _ONE_JOB_OF_TENANT.order_by("p_position")
+#: the same statements, run on the driver connection (PostgreSQL: :func:`read_job`)
+_ONE_JOB_DRIVER = DriverStatement(_ONE_JOB)
+_ONE_JOB_OF_TENANT_DRIVER = DriverStatement(_ONE_JOB_OF_TENANT)
 
 
 async def get_job(conn: AsyncConnection, job_id: str, *, tenant: str | None) -> Job | None:
@@ -183,8 +235,26 @@ async def get_job(conn: AsyncConnection, job_id: str, *, tenant: str | None) -> 
     return found[0] if found else None
 
 
+async def read_job(db: Database, job_id: str, *, tenant: str | None) -> Job | None:
+    """:func:`get_job` in a read of its own: the status read, the API's hottest path. On
+    PostgreSQL the same statement runs on the driver connection (one round trip, rows
+    decoded as SQLAlchemy would, folded by the same codec); on SQLite through
+    :meth:`Database.read`."""
+    if not is_id(job_id):
+        return None
+    if db.is_sqlite:
+        async with db.read() as conn:
+            return await get_job(conn, job_id, tenant=tenant)
+    if tenant is None:
+        rows = await _ONE_JOB_DRIVER.rows(db, {"job_id": job_id})
+    else:
+        rows = await _ONE_JOB_OF_TENANT_DRIVER.rows(db, {"job_id": job_id, "tenant": tenant})
+    found = jobs_from_joined_rows(rows)
+    return found[0] if found else None
+
+
 async def list_jobs(
-    conn: AsyncConnection, flt: JobFilter, *, limit: int, cursor: str | None = None
+    conn: Reads, flt: JobFilter, *, limit: int, cursor: str | None = None
 ) -> tuple[list[Job], str | None]:
     """A page of jobs, newest first (ids are time-ordered), and the next page's cursor."""
     conds: list[Any] = []
@@ -233,25 +303,27 @@ async def list_jobs(
 async def change_job(
     conn: AsyncConnection,
     job_id: str,
-    plan: Callable[[Job], Change | Awaitable[Change]],
+    plan: Callable[[Job], Change],
     *,
     tenant: str | None,
     actor: str,
     now: datetime,
 ) -> Job:
-    """Lock one job, plan its change from what is really stored, and persist it.
+    """Lock one job, plan its change from what is really stored, and write it (``apply``
+    with one target); answer the job after it.
 
     Under concurrent updates of one job each writer waits for the row lock and plans
     against the committed state, so exactly one transition wins per step.
     """
     if not is_id(job_id):
         raise not_found(job_id)
-    found = await lock_jobs(conn, [job_id], tenant=tenant)
-    job = found.get(job_id)
-    if job is None:
+    planned: list[Change] = []
+
+    def plan_one(job: Job) -> Change:
+        planned.append(plan(job))
+        return planned[-1]
+
+    await apply(conn, [job_id], plan_one, tenant=tenant, actor=actor, now=now)
+    if not planned:
         raise not_found(job_id)
-    change = plan(job)
-    if isinstance(change, Awaitable):
-        change = await change
-    await persist(conn, [change], actor=actor, now=now)
-    return change.after
+    return planned[0].after

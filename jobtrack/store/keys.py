@@ -1,16 +1,23 @@
 """Tenants, API keys (only a sha256 of each key is stored) and rate-limit quota leases."""
 
+from __future__ import annotations
+
 import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobtrack.domain.ids import new_id
 from jobtrack.store.tables import api_keys, rate_limits, tenants
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from jobtrack.store.reader import Reads
 
 KEY_PREFIX = "jt_"
 
@@ -74,7 +81,7 @@ async def revoke_key(conn: AsyncConnection, key_id: str, now: datetime) -> bool:
     return bool(result.rowcount)
 
 
-async def list_keys(conn: AsyncConnection) -> list[dict[str, object]]:
+async def list_keys(conn: Reads) -> list[dict[str, object]]:
     rows = await conn.execute(
         select(api_keys.c.id, api_keys.c.tenant, api_keys.c.prefix, api_keys.c.admin,
                api_keys.c.label, api_keys.c.created_at, api_keys.c.revoked_at)

@@ -5,14 +5,19 @@ A heartbeat changes only ``lease_expires_at`` of rows the worker still holds: no
 no event, one statement for every job the worker runs.
 """
 
+from __future__ import annotations
+
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobtrack.domain.status import JobStatus
 from jobtrack.store.tables import jobs
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 # Built once, the values bound at execution (a per-call ``in_([...])`` leaves a reference
 # cycle behind: see jobtrack/store/claim.py). The heartbeat never waits for a row lock:

@@ -4,12 +4,15 @@
 all call :func:`upgrade`; no ``alembic.ini`` is needed at run time. Processes that start
 at once on one new database migrate one after the other (:func:`upgrade` holds a lock).
 
-Every other command and ``App`` call :func:`prepare` before first use: a new embedded
+Every other command and ``App`` call :func:`prepare` (or the listings
+:func:`jobtrack.store.reader.reading`) before first use: a new embedded
 (SQLite) database is migrated there and then; a PostgreSQL database or an outdated schema
 is reported in one line naming the command to run. It reads the stored revision with the
 caller's own engine and never imports Alembic unless a migration is due, so a command's
 start-up stays quick.
 """
+
+from __future__ import annotations
 
 import asyncio
 import functools
@@ -23,10 +26,13 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection, make_url
 
 from jobtrack.errors import JobtrackError
-from jobtrack.store.engine import Database, sync_url
+from jobtrack.store.connect import dialect_name, sync_url
 
 if TYPE_CHECKING:
     from alembic.config import Config
+
+    from jobtrack.store.engine import Database
+    from jobtrack.store.reader import Reads
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -48,7 +54,7 @@ class SchemaNotReady(JobtrackError):
     code = "schema_not_ready"
 
 
-def alembic_config(url: str, connection: Connection | None = None) -> "Config":
+def alembic_config(url: str, connection: Connection | None = None) -> Config:
     from alembic.config import Config
 
     cfg = Config()
@@ -170,38 +176,55 @@ async def prepare(db: Database, *, create: bool = True) -> None:
     ``create=False`` (read-only commands) a missing file raises :class:`DatabaseMissing`
     and is not created. A PostgreSQL database that was never migrated, or an outdated
     schema, raises :class:`SchemaNotReady` naming ``jobtrack migrate``.
+    (:func:`jobtrack.store.reader.reading` does the same for a sync connection.)
     """
-    path = sqlite_path(db.url)
-    if path is not None and not path.exists():
-        if not create:
-            raise DatabaseMissing(
-                f"no database at {path} yet: it is created by the first job enqueued, "
-                "`jobtrack migrate`, or `jobtrack worker`/`serve`")
+    if is_new_file(db.url, create=create):
         await asyncio.to_thread(upgrade, db.url)
         return
-    stored = await stored_revision(db)
+    async with db.read() as conn:
+        stored = await stored_revision(conn)
+    if migration_due(db.url, stored):
+        await asyncio.to_thread(upgrade, db.url)
+
+
+def is_new_file(url: str, *, create: bool) -> bool:
+    """True when ``url`` is a SQLite file not made yet (to migrate, which creates it);
+    with ``create=False`` that raises :class:`DatabaseMissing` instead."""
+    path = sqlite_path(url)
+    if path is None or path.exists():
+        return False
+    if not create:
+        raise DatabaseMissing(
+            f"no database at {path} yet: it is created by the first job enqueued, "
+            "`jobtrack migrate`, or `jobtrack worker`/`serve`")
+    return True
+
+
+def migration_due(url: str, stored: str | None) -> bool:
+    """Given the database's ``stored`` revision: False when it is the head; True for a
+    SQLite database without tables (migrated there and then); :class:`SchemaNotReady`
+    otherwise (an outdated schema, or a PostgreSQL database never migrated)."""
     if stored == head_revision():
-        return
-    if stored is None and db.is_sqlite:
-        await asyncio.to_thread(upgrade, db.url)
-        return
+        return False
+    backend = dialect_name(url)
+    if stored is None and backend == "sqlite":
+        return True
     where = "never migrated" if stored is None else f"at revision {stored}"
     raise SchemaNotReady(
         f"the database is {where}; this jobtrack needs revision {head_revision()}: run "
         "`jobtrack migrate` (with the same --database-url)")
 
 
-async def stored_revision(db: Database) -> str | None:
+async def stored_revision(conn: Reads) -> str | None:
     """The revision recorded in the database (None: no ``alembic_version`` table)."""
     exists = ("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
-              if db.is_sqlite else "SELECT to_regclass('alembic_version') IS NOT NULL")
-    async with db.read() as conn:
-        found: Any = (await conn.exec_driver_sql(exists)).scalar()
-        if not found:
-            return None
-        value: Any = (await conn.exec_driver_sql(
-            "SELECT version_num FROM alembic_version")).scalar()
-        return None if value is None else str(value)
+              if conn.dialect.name == "sqlite"
+              else "SELECT to_regclass('alembic_version') IS NOT NULL")
+    found: Any = (await conn.exec_driver_sql(exists)).scalar()
+    if not found:
+        return None
+    value: Any = (await conn.exec_driver_sql("SELECT version_num FROM alembic_version")).scalar()
+    return None if value is None else str(value)
 
 
 def _ensure_sqlite_dir(url: str) -> None:

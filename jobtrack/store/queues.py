@@ -1,16 +1,20 @@
 """Per-queue figures for operators (``GET /queues``): jobs in each status, how many
 running jobs look stuck, and since when the oldest runnable job has been waiting."""
 
+from __future__ import annotations
+
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, case, func, select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobtrack.domain.status import JobStatus, Step
 from jobtrack.store.jobs import paused_condition, step_condition
 from jobtrack.store.tables import jobs
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 _STATUS = {s.value: s for s in JobStatus}
 

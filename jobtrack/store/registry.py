@@ -11,14 +11,15 @@ are what any tenant's job of that name runs. A declaration is keyed by task name
 queue; a worker re-declaring it overwrites it (the newest code wins).
 """
 
+from __future__ import annotations
+
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobtrack.domain._copy import replace
 from jobtrack.domain.records import Job, Phase
@@ -26,8 +27,13 @@ from jobtrack.domain.registry import TaskRecord, WorkerInfo
 from jobtrack.domain.spec import Submission, TaskDeclaration, pick
 from jobtrack.domain.status import JobStatus
 from jobtrack.store.codec import phase_values
-from jobtrack.store.engine import Database
 from jobtrack.store.tables import job_phases, jobs, tasks, workers
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from jobtrack.store.engine import Database
+    from jobtrack.store.reader import Reads
 
 # built once, its names bound at execution: this runs with every enqueue (see
 # jobtrack/store/claim.py on why statements are not rebuilt per call)
@@ -85,7 +91,7 @@ async def remove_worker(conn: AsyncConnection, worker_id: str) -> None:
     await conn.execute(delete(workers).where(workers.c.id == worker_id))
 
 
-async def list_workers(conn: AsyncConnection, *, now: datetime,
+async def list_workers(conn: Reads, *, now: datetime,
                        stale_after: timedelta) -> list[WorkerInfo]:
     """Every recorded worker, oldest first, with the jobs it runs now."""
     running = (select(jobs.c.worker_id, func.count().label("n"))
@@ -114,7 +120,7 @@ def _record(r: Mapping[Any, Any]) -> TaskRecord:
         updated_at=r["updated_at"], worker_id=r["worker_id"])
 
 
-async def list_tasks(conn: AsyncConnection) -> list[TaskRecord]:
+async def list_tasks(conn: Reads) -> list[TaskRecord]:
     """Every recorded task declaration, by name then queue."""
     rows = await conn.execute(select(tasks).order_by(tasks.c.name, tasks.c.queue))
     return [_record(r) for r in rows.mappings()]

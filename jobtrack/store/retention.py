@@ -6,14 +6,19 @@ flow counters never describe jobs that no longer exist. Events that are not tran
 (progress, flow events) or whose job is gone are deleted once older than their own limit.
 """
 
+from __future__ import annotations
+
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, delete, exists, or_, select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobtrack.domain.status import FLOW_TERMINAL, TERMINAL
 from jobtrack.store.tables import events, flows, job_phases, jobs
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 _TERMINAL = [s.value for s in TERMINAL]
 _FLOW_TERMINAL = [s.value for s in FLOW_TERMINAL]

@@ -1,10 +1,16 @@
 """Bytes each of jobtrack's tables takes on disk, its indexes included (on PostgreSQL its
 TOAST data too): what ``jobtrack_table_bytes`` reports and the table-size alert watches."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobtrack.store.tables import metadata
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 #: SQLite: pages of every b-tree (table or index), summed per table (``dbstat`` reads
 #: every page, so callers should not ask on every scrape of a large file)

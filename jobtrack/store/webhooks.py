@@ -11,19 +11,25 @@ retried when the lease ends. Outcomes are written only if the attempt is still t
 current one.
 """
 
+from __future__ import annotations
+
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, case, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobtrack.domain.ids import is_id
 from jobtrack.domain.status import DeliveryStatus
 from jobtrack.store.events import StoredEvent
 from jobtrack.store.tables import cursors, events, webhook_deliveries, webhooks
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from jobtrack.store.reader import Reads
 
 PENDING = DeliveryStatus.PENDING.value
 
@@ -111,7 +117,7 @@ async def get_webhook(
     return None if row is None else _webhook(row)
 
 
-async def list_webhooks(conn: AsyncConnection, *, tenant: str | None) -> list[Webhook]:
+async def list_webhooks(conn: Reads, *, tenant: str | None) -> list[Webhook]:
     """A tenant's webhooks (every tenant's for ``None``), oldest first."""
     query = select(webhooks).order_by(webhooks.c.created_at, webhooks.c.id)
     if tenant is not None:

@@ -1,18 +1,21 @@
-"""Persist planned changes: the job rows, their phases, what they cause in their flow
-(parents released or cascaded, counters moved) and the events announcing all of it,
-in the caller's transaction. The single writer of job status.
+"""The steps of the store's one write operation (``jobtrack.store.writes.apply``, the only
+caller outside the store's tests): lock jobs, write job rows planned from locked rows or
+only if unchanged since a copy, their phases, and what they cause in their flow (parents
+released or cascaded, counters moved) with the events announcing all of it, in the
+caller's transaction. Nothing above the store imports this module (import-linter).
 
 Locks are taken children before parents (descending job id: a flow child's id always
 sorts after its parent's), then flows, so concurrent writers cannot deadlock on a tree.
 """
 
+from __future__ import annotations
+
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import BindParameter, bindparam, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobtrack.domain._copy import replace
 from jobtrack.domain.flows import Flow, plan_flow, transition_deltas
@@ -22,6 +25,7 @@ from jobtrack.domain.status import JobStatus
 from jobtrack.store import bulk
 from jobtrack.store.codec import (
     flow_from_row,
+    flow_update_values,
     job_update_values,
     jobs_from_joined_rows,
     phase_from_row,
@@ -30,6 +34,9 @@ from jobtrack.store.codec import (
 )
 from jobtrack.store.events import change_row, flow_row, insert_events
 from jobtrack.store.tables import flows, job_phases, jobs
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 RowValues = Mapping[str, Any]
 # Statements built once, their ids bound at execution (expanding IN): building
@@ -46,6 +53,7 @@ _PHASES_OF = (select(job_phases).where(job_phases.c.job_id.in_(_IDS))
 _VERSIONS = select(jobs.c.id, jobs.c.version).where(jobs.c.id.in_(_IDS))
 _LOCK_FLOWS = select(flows).where(flows.c.id.in_(_IDS)).order_by(flows.c.id).with_for_update()
 _UPDATE_JOB = update(jobs).where(jobs.c.id == bindparam("_id"))
+_UPDATE_FLOW = update(flows).where(flows.c.id == bindparam("_id"))
 _UPDATE_PHASE = update(job_phases).where(
     job_phases.c.job_id == bindparam("_job_id"), job_phases.c.position == bindparam("_position")
 )
@@ -87,19 +95,27 @@ async def _phases_of(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, lis
 
 
 async def persist(
-    conn: AsyncConnection, changes: Sequence[Change], *, actor: str, now: datetime,
-    rows_written: bool = False,
+    conn: AsyncConnection, changes: Sequence[Change], *, actor: str, now: datetime
 ) -> list[Change]:
-    """Write ``changes`` and everything they cause; return every change written.
-    ``rows_written``: the job rows themselves are already written (``write_if_unchanged``)."""
+    """Write ``changes``, planned from rows this transaction holds locked, and everything
+    they cause; return every change written (``apply`` without the planning)."""
     pending = [c for c in changes if not c.is_noop]
-    written: list[Change] = []
+    await write_job_rows(conn, pending)
+    await write_phases(conn, pending)
+    return await persist_effects(conn, pending, actor=actor, now=now)
+
+
+async def persist_effects(
+    conn: AsyncConnection, changes: Sequence[Change], *, actor: str, now: datetime
+) -> list[Change]:
+    """Write everything ``changes`` cause, their own job rows and phases being written
+    already: parents released or broken (with what that causes in turn), flow counters
+    and the events of it all; return ``changes`` and every change they caused."""
+    written = [c for c in changes if not c.is_noop]
+    pending = await _parent_effects(conn, written, now)
     while pending:  # a parent's change may in turn change its own parent
-        if rows_written:
-            await _write_phases(conn, pending)
-            rows_written = False
-        else:
-            await _write_jobs(conn, pending)
+        await write_job_rows(conn, pending)
+        await write_phases(conn, pending)
         written.extend(pending)
         pending = await _parent_effects(conn, pending, now)
     if not written:
@@ -132,26 +148,23 @@ def _changed_values(changes: Sequence[Change]) -> list[dict[str, Any]]:
 
 async def write_if_unchanged(conn: AsyncConnection, changes: Sequence[Change]) -> set[str]:
     """Write the job rows of changes planned without a lock, each only if its row is
-    still at the version it was planned from; return the ids written. The caller then
-    ``persist``-s those with ``rows_written=True`` and re-plans the others."""
+    still at the version it was planned from; return the ids written. Their phases and
+    effects are the caller's to write (``write_phases``, ``persist_effects``); the others
+    are to be locked and planned again."""
     if conn.dialect.name == "sqlite":
         # this transaction holds SQLite's write lock: what it reads now stays until commit
         got = await conn.execute(_VERSIONS, {"ids": [c.before.id for c in changes]})
         current = {str(i): v for i, v in got.all()}
         fresh = [c for c in changes if current.get(c.before.id) == c.before.version]
-        await _write_job_rows(conn, fresh)
+        await write_job_rows(conn, fresh)
         return {c.before.id for c in fresh}
     rows = _changed_values(changes)
     ids = await bulk.update(conn, jobs, ["id"], rows, version="version", returning="id")
     return {str(i) for i in ids}
 
 
-async def _write_jobs(conn: AsyncConnection, changes: Sequence[Change]) -> None:
-    await _write_job_rows(conn, changes)
-    await _write_phases(conn, changes)
-
-
-async def _write_job_rows(conn: AsyncConnection, changes: Sequence[Change]) -> None:
+async def write_job_rows(conn: AsyncConnection, changes: Sequence[Change]) -> None:
+    """Write the job rows of ``changes`` planned from rows this transaction has locked."""
     rows = _changed_values(changes)
     if bulk.wanted(conn, rows):  # a batch: one statement / a driver-level executemany
         await bulk.update(conn, jobs, ["id"], rows)
@@ -159,7 +172,8 @@ async def _write_job_rows(conn: AsyncConnection, changes: Sequence[Change]) -> N
         await conn.execute(_UPDATE_JOB, [{"_id": r.pop("id"), **r} for r in rows])
 
 
-async def _write_phases(conn: AsyncConnection, changes: Sequence[Change]) -> None:
+async def write_phases(conn: AsyncConnection, changes: Sequence[Change]) -> None:
+    """Write the phases ``changes`` moved."""
     phase_rows: list[dict[str, Any]] = []
     for c in changes:
         if "phases" not in c.changed:
@@ -251,16 +265,8 @@ async def _move_flow_counters(
         )
         if change.event_type is None:
             continue
-        after = change.after
-        p = after.progress
-        updates.append({
-            "_id": after.id, "status": after.status.value, "pending": p.pending,
-            "running": p.running, "completed": p.completed, "failed": p.failed,
-            "cancelled": p.cancelled, "cancel_requested": after.cancelled,
-            "result": after.result, "error": after.error, "updated_at": after.updated_at,
-            "started_at": after.started_at, "completed_at": after.completed_at,
-        })
-        events.append(flow_row(after, change.event_type, actor))
+        updates.append({"_id": change.after.id, **flow_update_values(change.after)})
+        events.append(flow_row(change.after, change.event_type, actor))
     if updates:
-        await conn.execute(update(flows).where(flows.c.id == bindparam("_id")), updates)
+        await conn.execute(_UPDATE_FLOW, updates)
     return events

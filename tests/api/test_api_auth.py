@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from jobtrack.api.deps import ApiState
+from jobtrack.api import state as api_state
+from jobtrack.api.state import ApiState
 from jobtrack.settings import Settings
 from jobtrack.store.engine import Database
 from jobtrack.store.keys import lookup_key, revoke_key
@@ -17,9 +18,7 @@ OPEN = {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect"
 
 
 def state_of(api: Api) -> ApiState:
-    state = api.app.state.jobtrack
-    assert isinstance(state, ApiState)
-    return state
+    return api_state.state_of(api.app)
 
 
 async def test_every_jobs_and_queues_route_wants_a_key(api: Api) -> None:
@@ -58,14 +57,18 @@ async def test_get_job_is_one_statement_with_cached_key_and_leased_quota(api: Ap
     def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         statements.append(statement)
 
-    engine = state_of(api).db.engine.sync_engine
+    db = state_of(api).db
+    engine = db.engine.sync_engine
     event.listen(engine, "before_cursor_execute", count)
+    db.record_driver_statements = True  # (PostgreSQL: the read runs on the driver)
     try:
         for _ in range(5):
             r = await api.client.get(url, headers=api.auth())
             assert r.status_code == 200
     finally:
         event.remove(engine, "before_cursor_execute", count)
+        db.record_driver_statements = False
+    statements += db.driver_statements
     # (a live-event poller may query the events table meanwhile: not the request's)
     ours = [s for s in statements if "FROM events" not in s]
     assert len(ours) == 5, ours  # the job's own SELECT, nothing for key or quota

@@ -3,14 +3,13 @@ each client is answered with its own job, stored."""
 
 import asyncio
 
-from jobtrack.api.deps import ApiState
+from jobtrack.api.state import state_of
 from support.api import Api
 from support.store import count_rows
 
 
 async def test_concurrent_posts_share_commits(api: Api) -> None:
-    state = api.app.state.jobtrack
-    assert isinstance(state, ApiState)
+    state = state_of(api.app)
     before = state.inserter.batches
     answers = await asyncio.gather(*(
         api.client.post("/jobs", headers=api.auth(),

@@ -8,7 +8,7 @@ import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import make_url
 
-from jobtrack.api.routes.stream import hub_of
+from jobtrack.api.state import state_of
 from jobtrack.domain.status import JobStatus
 from jobtrack.settings import Settings
 from jobtrack.store.engine import Database
@@ -124,7 +124,7 @@ async def test_live_subscribers_and_webhook_loops_are_reported(api: Api) -> None
     text = await scrape(api)
     assert value(text, "jobtrack_event_subscribers") == 0
     assert value(text, "jobtrack_events_sent_total") == 0
-    hub = hub_of(api.app)
+    hub = state_of(api.app).hub
     subs = [hub.subscribe("tenant-a"), hub.subscribe(None)]
     job = await api.create()
     for sub in subs:

@@ -5,6 +5,7 @@ the wire."""
 from typing import Any
 
 from jobtrack.api.schemas import ErrorBody, JobPublic
+from jobtrack.api.state import state_of
 from jobtrack.domain.status import JobStatus, PhaseStatus
 from support.api import Api
 
@@ -100,7 +101,7 @@ async def test_the_document_says_what_the_server_refuses(api: Api) -> None:
     the server refused. A page ``limit`` goes up to the configured page size; phase names
     are unique; an integer may be written ``3.0`` (JSON Schema's integer)."""
     doc = (await api.client.get("/openapi.json")).json()
-    page_size = api.app.state.jobtrack.settings.max_page_size
+    page_size = state_of(api.app).settings.max_page_size
     for path in ("/jobs", "/flows", "/webhooks/{webhookId}/deliveries"):
         limit = next(p for p in doc["paths"][path]["get"]["parameters"]
                      if p["name"] == "limit")

@@ -2,6 +2,8 @@
 only some commands need (SQLAlchemy, pydantic, Alembic, the API, the worker). Speed itself
 is measured by ``bench/bench_cli_startup.py``, not here."""
 
+import asyncio
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -47,30 +49,69 @@ def test_listings_load_no_settings_and_the_default_url_agrees() -> None:
     assert "jobtrack.settings" not in loaded
 
 
-#: what a listing on a SQLite database has no use for: the PostgreSQL driver, Alembic (the
-#: schema is current), pydantic-settings (only the database URL is needed). (SQLAlchemy's
-#: PostgreSQL dialect still loads: the tables' ``postgresql_where`` partial indexes make
-#: SQLAlchemy load it to validate that argument.)
-NOT_FOR_SQLITE_LISTINGS = ("psycopg", "psycopg_pool", "alembic", "pydantic_settings",
-                           "jobtrack.settings")
+#: what no listing loads: they run the store's reads on a sync Core connection
+#: (jobtrack/store/reader.py), so not the async engine (``sqlalchemy.ext.asyncio`` imports
+#: SQLAlchemy's ORM), the async SQLite driver or an event loop; nor Alembic (the schema is
+#: current), the queue or the webhook dispatcher
+NOT_FOR_LISTINGS = ("sqlalchemy.orm", "sqlalchemy.ext.asyncio", "aiosqlite", "uvloop",
+                    "alembic", "jobtrack.store.engine", "jobtrack.queue", "jobtrack.webhooks")
+#: and on SQLite: the PostgreSQL driver; pydantic-settings (only the database URL is
+#: needed; ``workers ls`` also reads the lease setting). (SQLAlchemy's PostgreSQL dialect
+#: still loads: the tables' ``postgresql_where`` partial indexes make SQLAlchemy load it to
+#: validate that argument.)
+NOT_FOR_SQLITE_LISTINGS = ("psycopg", "psycopg_pool", "pydantic_settings", "jobtrack.settings")
+LISTINGS = ("jobs", "flows", "keys", "webhooks", "tasks", "workers")
+_MODULES = "--- modules ---"
 
 
-def test_listings_on_sqlite_load_no_postgresql_alembic_or_settings(tmp_path: Path) -> None:
+def _list(url: str, group: str) -> tuple[str, list[str]]:
+    """``jobtrack GROUP ls`` in a fresh process: its stdout, and the modules it loaded."""
+    probe = (
+        "import sys\n"
+        "from jobtrack.cli import app\n"
+        f"try:\n    app(['--database-url', {url!r}, {group!r}, 'ls'])\n"
+        "except SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        f"print({_MODULES!r})\n"
+        "print('\\n'.join(sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "COLUMNS": "250"})
+    assert proc.returncode == 0, proc.stderr
+    shown, _, modules = proc.stdout.partition(_MODULES)
+    return shown, modules.split()
+
+
+def _seed(url: str) -> str:
+    from jobtrack.queue.app import App
+
+    async def go() -> str:
+        async with App(url) as app:
+            job = await app.enqueue("ingest", _queue="ingest", document_id="d1")
+            return job.id
+
+    return asyncio.run(go())
+
+
+def test_listings_read_without_the_async_engine_or_alembic(db_url: str) -> None:
+    job_id = _seed(db_url)
+    driver = "sqlite3" if db_url.startswith("sqlite") else "psycopg"
+    for group in LISTINGS:
+        shown, loaded = _list(db_url, group)
+        unwanted = sorted(m for m in loaded if m.startswith(NOT_FOR_LISTINGS))
+        assert (group, unwanted) == (group, [])
+        assert driver in loaded  # (it did read the database)
+        if group == "jobs":
+            assert job_id in shown
+
+
+def test_listings_on_sqlite_load_no_postgresql_driver_or_settings(tmp_path: Path) -> None:
     from jobtrack.store import migrate
 
     url = f"sqlite:///{tmp_path / 'listed.db'}"
     migrate.upgrade(url)
-    for group in ("jobs", "flows", "keys", "webhooks"):
-        probe = (
-            "import sys\n"
-            "from jobtrack.cli import app\n"
-            f"try:\n    app(['--database-url', {url!r}, {group!r}, 'ls'])\n"
-            "except SystemExit as exc:\n    assert not exc.code, exc.code\n"
-            "print('\\n'.join(sys.modules))")
-        proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                              timeout=60)
-        assert proc.returncode == 0, proc.stderr
-        loaded = proc.stdout.split()
-        assert "jobtrack.store.engine" in loaded  # (it did read the database)
+    for group in LISTINGS:
+        _, loaded = _list(url, group)
+        assert "sqlite3" in loaded
         unwanted = sorted(m for m in loaded if m.startswith(NOT_FOR_SQLITE_LISTINGS))
+        if group == "workers":
+            unwanted = [m for m in unwanted if m.split(".")[0] == "psycopg"]
         assert (group, unwanted) == (group, [])

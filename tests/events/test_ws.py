@@ -11,6 +11,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from jobtrack.api.app import create_app
+from jobtrack.api.state import state_of
 from jobtrack.settings import Settings
 from support.keys import bearer
 from support.servers import serving
@@ -148,7 +149,7 @@ async def test_a_dropped_subscriber_is_closed_with_1013_and_the_reason(
     async with serving(settings, app=app) as url, \
             connect(ws_url(url), additional_headers=bearer(keys["a"])) as ws:
         await recv(ws)
-        hub = app.state.jobtrack_live.hub
+        hub = state_of(app).hub
         # (the other subscriber, of every tenant, is the job metrics' own)
         [sub] = [s for s in hub._subscribers if s.tenant is not None]
         # what the hub does to a subscriber whose buffer stays full (see test_hub.py):

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from jobtrack.api.app import create_app
+from jobtrack.api.state import state_of
 from jobtrack.domain.status import JobStatus
 from jobtrack.settings import Settings
 from jobtrack.store.tables import metadata
@@ -70,7 +71,7 @@ def _metric_names_in_rules() -> set[str]:
 async def scraped(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
     app = create_app(settings.model_copy(update={"rate_limit_per_minute": 1_000_000}))
     async with asgi_client(app) as c:
-        yield c, bearer(await new_key(app.state.jobtrack.db, "ops", admin=True))
+        yield c, bearer(await new_key(state_of(app).db, "ops", admin=True))
 
 
 async def _finish(client: httpx.AsyncClient, auth: dict[str, str], queue: str,

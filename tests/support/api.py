@@ -11,6 +11,7 @@ import httpx
 from fastapi import FastAPI
 
 from jobtrack.api.app import create_app
+from jobtrack.api.state import state_of
 from jobtrack.settings import Settings
 from jobtrack.store.engine import Database
 from support.keys import bearer
@@ -30,13 +31,11 @@ class Api:
     @property
     def db(self) -> Database:
         """The app's own database (the lifespan's)."""
-        db: Database = self.app.state.jobtrack.db
-        return db
+        return state_of(self.app).db
 
     @property
     def settings(self) -> Settings:
-        settings: Settings = self.app.state.jobtrack.settings
-        return settings
+        return state_of(self.app).settings
 
     def auth(self, who: str | None = None) -> dict[str, str]:
         return bearer(self.keys[who or self.who])

@@ -9,10 +9,11 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from jobtrack.api.auth import Caller
-from jobtrack.api.deps import ApiState, CallerDep, StateDep
+from jobtrack.api.deps import CallerDep, StateDep
 from jobtrack.api.params import JobId, PhaseName, utcnow
 from jobtrack.api.responses import AUTHENTICATED, errors, json_response
 from jobtrack.api.schemas import JobPublic
+from jobtrack.api.state import ApiState
 from jobtrack.domain.planner import plan_cancel, plan_pause, plan_retry
 from jobtrack.domain.records import Change, Job
 from jobtrack.domain.wire import job_to_wire

@@ -35,6 +35,7 @@ from jobtrack.domain.spec import job_of, resolve
 from jobtrack.domain.wire import iso, job_to_wire
 from jobtrack.store.events import history
 from jobtrack.store.jobs import JobFilter, get_job, list_jobs, not_found
+from jobtrack.store.jobs import read_job as fetch_job
 from jobtrack.store.registry import resolver
 
 router = APIRouter(tags=["jobs"])
@@ -74,8 +75,7 @@ async def create_job(body: JobCreate, caller: CallerDep, state: StateDep) -> Res
 )
 async def read_job(job_id: JobId, caller: CallerDep, state: StateDep) -> Response:
     """One job with its phases (one database round trip)."""
-    async with state.db.read() as conn:
-        job = await get_job(conn, job_id, tenant=caller.scope)
+    job = await fetch_job(state.db, job_id, tenant=caller.scope)
     if job is None:
         raise not_found(job_id)
     return json_response(job_to_wire(job))

@@ -30,17 +30,17 @@ is sent without an ``id:`` line, so the client's resume point never moves backwa
 import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass
 from typing import Annotated, Any, Final
 
 import orjson
-from fastapi import APIRouter, FastAPI, Header, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Header, Query, Request, WebSocket, WebSocketDisconnect
 from starlette.responses import StreamingResponse
 
 from jobtrack.api.auth import Caller
-from jobtrack.api.deps import ApiState, CallerDep, StateDep
+from jobtrack.api.deps import CallerDep, StateDep
 from jobtrack.api.params import QueryText
 from jobtrack.api.responses import AUTHENTICATED, errors
+from jobtrack.api.state import ApiState
 from jobtrack.errors import (
     DatabaseUnavailable,
     JobtrackError,
@@ -50,11 +50,7 @@ from jobtrack.errors import (
 )
 from jobtrack.events.filters import EventFilter, canonical_id, parse_room
 from jobtrack.events.follow import Item, follow, resume_point
-from jobtrack.events.hub import EventHub
 from jobtrack.events.subscription import Subscription, SubscriptionClosed
-from jobtrack.settings import Settings
-from jobtrack.store.engine import Database
-from jobtrack.webhooks.runner import WebhookRunner
 
 router = APIRouter(tags=["live updates"])
 
@@ -66,41 +62,6 @@ MAX_ROOMS = 100
 POLICY_VIOLATION, TRY_AGAIN_LATER = 1008, 1013
 MAX_REASON_BYTES = 123
 ACTIONS: Final = ("subscribe", "unsubscribe", "auth", "ping")
-
-
-@dataclass(slots=True)
-class Live:
-    """The live-update machinery one API process owns."""
-
-    hub: EventHub
-    webhooks: WebhookRunner | None
-
-
-async def start_live(app: FastAPI, db: Database, settings: Settings) -> Live:
-    """Start the event hub (and the webhook loops, unless ``webhooks_in_api`` is off)."""
-    hub = EventHub(db, settings)
-    await hub.start()
-    runner = WebhookRunner(db, settings, hub) if settings.webhooks_in_api else None
-    if runner is not None:
-        await runner.start()
-    app.state.jobtrack_live = live = Live(hub, runner)
-    return live
-
-
-async def stop_live(app: FastAPI) -> None:
-    live = getattr(app.state, "jobtrack_live", None)
-    app.state.jobtrack_live = None
-    if isinstance(live, Live):
-        if live.webhooks is not None:
-            await live.webhooks.stop()
-        await live.hub.stop()
-
-
-def hub_of(app: FastAPI) -> EventHub:
-    live = getattr(app.state, "jobtrack_live", None)
-    if not isinstance(live, Live):
-        raise RuntimeError("live updates are not started: run the app with its lifespan")
-    return live.hub
 
 
 def sse_frame(item: Item) -> bytes:
@@ -161,7 +122,7 @@ async def events(
     """Server-Sent Events of the caller's tenant, filtered by job, flow and queue (all
     given filters must match); ``Last-Event-ID`` replays what the client missed."""
     after = _last_event_id(last_event_id, last_event_id_query)
-    hub = hub_of(request.app)
+    hub = state.hub
     flt = EventFilter(job_id=job_id and canonical_id(job_id, "jobId"),
                       flow_id=flow_id and canonical_id(flow_id, "flowId"), queue_name=queue_name)
     late = hub.late_ranges
@@ -180,11 +141,8 @@ async def events(
 
 
 @router.websocket("/ws")
-async def websocket(ws: WebSocket) -> None:
+async def websocket(ws: WebSocket, state: StateDep) -> None:
     """WebSocket rooms (see the module doc)."""
-    state = getattr(ws.app.state, "jobtrack", None)
-    if not isinstance(state, ApiState):
-        raise RuntimeError("the jobtrack API is not started: run it with its lifespan")
     await ws.accept()
     try:
         caller = await _ws_caller(ws, state)
@@ -195,7 +153,7 @@ async def websocket(ws: WebSocket) -> None:
     except WebSocketDisconnect:
         return
     try:
-        sub = hub_of(ws.app).subscribe(caller.scope, ())
+        sub = state.hub.subscribe(caller.scope, ())
     except JobtrackError as exc:  # the hub has not reached the database yet
         await _ws_send(ws, _error(exc))
         await ws.close(TRY_AGAIN_LATER, _reason(exc.message))

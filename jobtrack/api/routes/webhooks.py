@@ -4,7 +4,7 @@ webhook is a 404. The secret is answered once, by ``POST``; reads never show it.
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Query
 from pydantic import AfterValidator, Field, StringConstraints
 from starlette.responses import Response
 
@@ -102,7 +102,7 @@ def delivery_to_wire(d: Delivery) -> dict[str, Any]:
              responses={201: {"model": WebhookCreated, "description": "created"},
                         **errors(*AUTHENTICATED)})
 async def create_webhook(
-    body: WebhookCreate, request: Request, caller: CallerDep, state: StateDep
+    body: WebhookCreate, caller: CallerDep, state: StateDep
 ) -> Response:
     """Subscribe a URL; 422 names a refused URL's reason (scheme, link-local or metadata
     address, or private when ``JOBTRACK_WEBHOOK_BLOCK_PRIVATE`` is set)."""
@@ -110,9 +110,8 @@ async def create_webhook(
         state.db, state.settings, tenant=caller.tenant, url=body.url, events=body.events,
         secret=body.secret, flow_id=body.flow_id, queue_name=body.queue_name,
     )
-    live = getattr(request.app.state, "jobtrack_live", None)
-    if live is not None and live.webhooks is not None:
-        live.webhooks.dispatcher.webhooks_changed()
+    if state.webhooks is not None:
+        state.webhooks.dispatcher.webhooks_changed()
     return json_response(webhook_to_wire(hook, with_secret=True), 201)
 
 
