@@ -35,12 +35,13 @@ def free_port() -> int:
 
 
 def start(args: list[str], log: Path, env: Mapping[str, str] | None = None,
-          cwd: Path = REPO) -> Popen:
-    """Start ``args`` with ``env`` added to this process's environment, its output
-    appended to ``log``."""
+          cwd: Path = REPO, *, inherit: bool = True) -> Popen:
+    """Start ``args``, its output appended to ``log``. ``env`` is added to this process's
+    environment, or (``inherit=False``) is the whole environment."""
+    environment = {**os.environ, **(env or {})} if inherit else dict(env or {})
     with log.open("ab") as out:
-        return subprocess.Popen(args, cwd=cwd, env={**os.environ, **(env or {})},
-                                stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(args, cwd=cwd, env=environment, stdout=out,
+                                stderr=subprocess.STDOUT)
 
 
 def stop_process(proc: Popen, timeout: float = 30, sig: int = signal.SIGTERM) -> None:
@@ -117,12 +118,12 @@ def wait_http(base: str, proc: Popen, log: Path, path: str = "/healthz",
                alive=Process(proc, log), pause=0.05)
 
 
-def serve(url: str, port: int, log: Path, env: Mapping[str, str] | None = None,
-          *extra: str) -> Popen:
+def serve(url: str, port: int, log: Path, env: Mapping[str, str], *extra: str) -> Popen:
     """Start ``jobtrack serve`` on ``port`` (no migration, logs at warning; ``extra``
-    options added), its output appended to ``log``; not waited for."""
+    options added) with ``env`` as its whole environment, its output appended to ``log``;
+    not waited for."""
     return start(command("serve", "--host", "127.0.0.1", "--port", str(port), "--no-migrate",
-                         "--log-level", "warning", *extra, url=url), log, env)
+                         "--log-level", "warning", *extra, url=url), log, env, inherit=False)
 
 
 @contextmanager
@@ -139,12 +140,13 @@ def serving(url: str, tmp_path: Path, env: Mapping[str, str] | None = None,
         yield base
 
 
-def work(url: str, module: str, queues: str, log: Path, env: Mapping[str, str] | None,
+def work(url: str, module: str, queues: str, log: Path, env: Mapping[str, str],
          cwd: Path = REPO, concurrency: int = 10) -> Popen:
-    """Start ``jobtrack worker MODULE --queues QUEUES`` (no migration) in ``cwd``."""
+    """Start ``jobtrack worker MODULE --queues QUEUES`` (no migration) in ``cwd``, with
+    ``env`` as its whole environment."""
     return start(command("worker", module, "--queues", queues, "--concurrency",
                          str(concurrency), "--no-migrate", "--log-level", "WARNING", url=url),
-                 log, env, cwd)
+                 log, env, cwd, inherit=False)
 
 
 @contextmanager
