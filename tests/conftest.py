@@ -6,6 +6,8 @@ schema is migrated once into a template database, and each test gets its own
 run instead of skipping the PostgreSQL half of the suite.
 
 SQLite: the schema is migrated once into a template file, copied per test.
+
+Helpers every folder shares are in the ``support`` package (``tests/support``).
 """
 
 import os
@@ -21,6 +23,7 @@ from sqlalchemy.engine import make_url
 from jobtrack.settings import Settings
 from jobtrack.store import migrate
 from jobtrack.store.engine import Database
+from support.keys import make_keys
 
 PG_ENV = "JOBTRACK_TEST_POSTGRES_URL"
 IN_CI = bool(os.environ.get("CI"))
@@ -87,6 +90,17 @@ def _drop_pg_db(server: str, name: str) -> None:
         c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def _fresh_pg_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A database copied from the migrated template (dropped afterwards), or a skip."""
+    server = request.getfixturevalue("pg_server_url")
+    if server is None:
+        pytest.skip(f"{PG_ENV} not set: PostgreSQL tests skipped (they run in CI)")
+    template = request.getfixturevalue("pg_template")
+    name = _new_pg_db(server, template)
+    yield _db_url(server, name)
+    _drop_pg_db(server, name)
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db_url(
     request: pytest.FixtureRequest,
@@ -99,25 +113,13 @@ def db_url(
         shutil.copyfile(sqlite_template, path)
         yield f"sqlite:///{path}"
         return
-    server = request.getfixturevalue("pg_server_url")
-    if server is None:
-        pytest.skip(f"{PG_ENV} not set: PostgreSQL tests skipped (they run in CI)")
-    template = request.getfixturevalue("pg_template")
-    name = _new_pg_db(server, template)
-    yield _db_url(server, name)
-    _drop_pg_db(server, name)
+    yield from _fresh_pg_url(request)
 
 
 @pytest.fixture
 def pg_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """A freshly migrated PostgreSQL database URL, for PostgreSQL-only tests."""
-    server = request.getfixturevalue("pg_server_url")
-    if server is None:
-        pytest.skip(f"{PG_ENV} not set: PostgreSQL tests skipped (they run in CI)")
-    template = request.getfixturevalue("pg_template")
-    name = _new_pg_db(server, template)
-    yield _db_url(server, name)
-    _drop_pg_db(server, name)
+    yield from _fresh_pg_url(request)
 
 
 @pytest.fixture
@@ -131,3 +133,9 @@ async def db(db_url: str) -> AsyncIterator[Database]:
     database = Database(db_url, pool_size=5)
     yield database
     await database.dispose()
+
+
+@pytest.fixture
+async def keys(db: Database) -> dict[str, str]:
+    """Raw keys by name: ``a`` (tenant-a), ``b`` (tenant-b), ``admin`` (ops, admin)."""
+    return await make_keys(db)

@@ -1,23 +1,17 @@
-"""Fixtures for the HTTP API tests (helpers live in ``apikit``)."""
+"""Fixtures for the HTTP API tests (helpers live in the ``support`` package)."""
 
 from collections.abc import AsyncIterator
 
 import pytest
-from apikit import Api, make_keys, running
 
 from jobtrack.settings import Settings
-from jobtrack.store.engine import Database
+from support.api import Api, running
 
 
 @pytest.fixture
 def api_settings(settings: Settings) -> Settings:
     """The test's settings with a rate limit no functional test reaches."""
     return settings.model_copy(update={"rate_limit_per_minute": 1_000_000})
-
-
-@pytest.fixture
-async def keys(db: Database) -> dict[str, str]:
-    return await make_keys(db)
 
 
 @pytest.fixture

@@ -5,10 +5,10 @@ place a status is input refuses them with a 422 naming the canonical values."""
 from collections.abc import AsyncIterator
 
 import pytest
-from apikit import Api, assert_error, running
 
 from jobtrack.domain.status import JobStatus
 from jobtrack.settings import Settings
+from support.api import Api, assert_error, running
 
 PENDING, RUNNING, COMPLETED = (s.value for s in (JobStatus.PENDING, JobStatus.RUNNING,
                                                  JobStatus.COMPLETED))

@@ -5,7 +5,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from apikit import Api, assert_error, running
 from sqlalchemy import event
 
 from jobtrack.api import state as api_state
@@ -13,6 +12,7 @@ from jobtrack.api.state import ApiState
 from jobtrack.settings import Settings
 from jobtrack.store.engine import Database
 from jobtrack.store.keys import lookup_key, revoke_key
+from support.api import Api, assert_error, running
 
 OPEN = {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect"}
 

@@ -5,10 +5,11 @@ allows is never refused for its JSON nesting."""
 from typing import Any
 
 import pytest
-from apikit import assert_error, count_rows, running
 
 from jobtrack.settings import Settings
 from jobtrack.store.engine import Database
+from support.api import assert_error, running
+from support.store import count_rows
 
 
 def chain(depth: int, data: Any = None) -> dict[str, Any]:

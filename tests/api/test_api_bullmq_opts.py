@@ -5,9 +5,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from apikit import Api, assert_error, count_rows
 
 from jobtrack.store.engine import Database
+from support.api import Api, assert_error
+from support.store import count_rows
 
 
 async def post(api: Api, **fields: Any) -> Any:

@@ -4,9 +4,8 @@ others are 409, and the history is a legal path (docs/reference/status-contract.
 
 import asyncio
 
-from apikit import Api
-
 from jobtrack.domain.status import JobStatus, allowed_targets
+from support.api import Api
 
 TERMINAL = {JobStatus.COMPLETED.value, JobStatus.FAILED.value}
 

@@ -7,7 +7,7 @@ import os
 import random
 from typing import Any
 
-from apikit import Api
+from support.api import Api
 
 FIELDS = ["queueName", "name", "data", "phases", "priority", "runAt", "delaySeconds",
           "maxAttempts", "idempotencyKey", "status", "step", "progress", "phase", "result",

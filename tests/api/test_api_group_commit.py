@@ -3,9 +3,9 @@ each client is answered with its own job, stored."""
 
 import asyncio
 
-from apikit import Api, count_rows
-
 from jobtrack.api.state import state_of
+from support.api import Api
+from support.store import count_rows
 
 
 async def test_concurrent_posts_share_commits(api: Api) -> None:

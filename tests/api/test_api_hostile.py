@@ -8,11 +8,12 @@ from typing import Any
 
 import httpx
 import pytest
-from apikit import Api, assert_error, count_rows, running
 
 from jobtrack.api.jsonguard import body_depth_limit
 from jobtrack.settings import Settings
 from jobtrack.store.engine import Database
+from support.api import Api, assert_error, running
+from support.store import count_rows
 
 JOB = {"queueName": "q", "name": "n"}
 

@@ -3,12 +3,12 @@
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from apikit import Api, assert_error, count_rows
-
 from jobtrack.api.schemas import JobPublic
 from jobtrack.domain.ids import new_id
 from jobtrack.domain.status import JobStatus, PhaseStatus, Step
 from jobtrack.store.engine import Database
+from support.api import Api, assert_error
+from support.store import count_rows
 
 PENDING, RUNNING = JobStatus.PENDING.value, JobStatus.RUNNING.value
 COMPLETED, FAILED = JobStatus.COMPLETED.value, JobStatus.FAILED.value

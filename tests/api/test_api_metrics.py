@@ -5,7 +5,6 @@ template, live subscribers and the webhook loops' counters."""
 import asyncio
 
 import psycopg
-from apikit import Api, assert_error, make_keys, running
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import make_url
 
@@ -13,6 +12,8 @@ from jobtrack.api.state import state_of
 from jobtrack.domain.status import JobStatus
 from jobtrack.settings import Settings
 from jobtrack.store.engine import Database
+from support.api import Api, assert_error, running
+from support.keys import make_keys
 
 TOKEN = "prometheus-scrape-token-0123456789"
 

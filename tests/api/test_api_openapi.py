@@ -4,11 +4,10 @@ the wire."""
 
 from typing import Any
 
-from apikit import Api
-
 from jobtrack.api.schemas import ErrorBody, JobPublic
 from jobtrack.api.state import state_of
 from jobtrack.domain.status import JobStatus, PhaseStatus
+from support.api import Api
 
 #: every jobs and queues route of docs/reference/http-api.md
 SPEC_ROUTES = {

@@ -6,7 +6,6 @@ import asyncio
 import httpx
 import psycopg
 import pytest
-from apikit import Api, assert_error, make_keys, running
 from sqlalchemy.engine import make_url
 from starlette.types import Receive, Scope, Send
 
@@ -14,6 +13,8 @@ from jobtrack.api.middleware import ApiGuard
 from jobtrack.domain.status import JobStatus
 from jobtrack.settings import Settings
 from jobtrack.store.engine import Database
+from support.api import Api, assert_error, running
+from support.keys import make_keys
 
 
 async def test_queue_overview_counts_stuck_and_oldest_wait(

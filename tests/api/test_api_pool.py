@@ -4,10 +4,11 @@ pool size waits for a pooled connection instead of opening (and closing) new bac
 import asyncio
 
 import psycopg
-from apikit import make_keys, running
 
 from jobtrack.settings import Settings
 from jobtrack.store.engine import Database
+from support.api import running
+from support.keys import make_keys
 
 
 def _sessions(url: str) -> int:

@@ -8,13 +8,14 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from apikit import Api, assert_error, make_keys, running
 from sqlalchemy import select
 
 from jobtrack.api.state import state_of
 from jobtrack.settings import Settings
 from jobtrack.store.engine import Database
 from jobtrack.store.tables import rate_limits
+from support.api import Api, assert_error, running
+from support.keys import make_keys
 
 
 async def fresh_window(margin: float = 8.0) -> None:

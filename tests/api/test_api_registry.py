@@ -3,14 +3,14 @@ data checked at enqueue), and ``GET /workers`` / ``GET /tasks``."""
 
 from typing import Any
 
-from apikit import Api, assert_error, count_rows
-
 from jobtrack.api.routes.registry import TaskPublic, WorkerPublic
 from jobtrack.queue.app import App
 from jobtrack.queue.context import JobContext
 from jobtrack.queue.worker import Worker
 from jobtrack.settings import Settings
 from jobtrack.store.engine import Database
+from support.api import Api, assert_error
+from support.store import count_rows
 
 PHASES = ["loading", "chunking", "embedding", "indexing"]
 

@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 import schemathesis
-from apikit import make_keys, running
 from fastapi import FastAPI
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis.errors import Unsatisfiable
@@ -33,6 +32,8 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from jobtrack.api.app import create_app
 from jobtrack.settings import Settings
 from jobtrack.store.engine import Database
+from support.api import running
+from support.keys import bearer, make_keys
 
 pytestmark = pytest.mark.slow
 
@@ -177,7 +178,7 @@ def test_openapi_contract(target: Target) -> None:
     # NUL characters are refused (PostgreSQL cannot store them: test_api_hostile, R8);
     # the key is ours, so schemathesis does not generate Authorization headers itself
     schema.config.generation.update(allow_x00=False, with_security_parameters=False)
-    auth = {"Authorization": f"Bearer {target.keys['a']}"}
+    auth = bearer(target.keys['a'])
     failures: list[str] = []
     STATUSES.clear()
     operations = runs = 0

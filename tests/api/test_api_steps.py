@@ -2,9 +2,8 @@
 
 from typing import Any
 
-from apikit import Api
-
 from jobtrack.domain.status import PhaseStatus, Step
+from support.api import Api
 
 
 async def post(api: Api, **fields: Any) -> str:

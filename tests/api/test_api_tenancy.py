@@ -5,10 +5,10 @@ admin key sees and acts on every tenant."""
 from typing import Any
 
 import httpx
-from apikit import Api
 
 from jobtrack.domain.ids import new_id
 from jobtrack.domain.status import JobStatus
+from support.api import Api
 
 #: (method, path template, json body) of every route addressing one job
 JOB_ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [

@@ -3,12 +3,12 @@ reach them through their own reports (cancel, pause, resume), plus retry."""
 
 from datetime import UTC, datetime, timedelta
 
-from apikit import Api, assert_error
 from sqlalchemy import select
 
 from jobtrack.domain.status import JobStatus, PhaseStatus
 from jobtrack.store.engine import Database
 from jobtrack.store.tables import jobs
+from support.api import Api, assert_error
 
 PENDING, RUNNING = JobStatus.PENDING.value, JobStatus.RUNNING.value
 COMPLETED, CANCELLED = JobStatus.COMPLETED.value, JobStatus.CANCELLED.value

@@ -10,7 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
-from clikit import command, running, wait_until
+
+from support.cli import command
+from support.polling import wait_until
+from support.processes import running
 
 TASKS = textwrap.dedent("""
     import jobtrack

@@ -9,11 +9,11 @@ import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
 
-from clikit import command, invoke, running
-
 from jobtrack.domain.records import Job
 from jobtrack.domain.status import JobStatus
 from jobtrack.queue.app import App
+from support.cli import command, invoke
+from support.processes import running
 
 TASKS = textwrap.dedent("""
     import jobtrack

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from clikit import invoke
 
 from jobtrack.domain.status import JobStatus
 from jobtrack.queue.app import App
 from jobtrack.store import migrate
+from support.cli import invoke
 
 
 def test_app_enqueue_migrates_a_new_sqlite_database(tmp_path: Path) -> None:

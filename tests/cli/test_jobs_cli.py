@@ -7,18 +7,15 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import orjson
-from clikit import invoke
 
-from jobtrack.api.app import create_app
 from jobtrack.domain.status import JobStatus, PhaseStatus
 from jobtrack.settings import Settings
-from jobtrack.store.engine import Database
-from jobtrack.store.keys import create_key
+from support.api import Api, running
+from support.cli import invoke
+from support.keys import key_at
 
 MISSING = "01a209ed-0000-7000-8000-000000000000"
 
@@ -36,58 +33,34 @@ class Jobs:
 
 
 @asynccontextmanager
-async def api(db_url: str) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
-    """An API app on the database, and a client per tenant."""
-    db = Database(db_url, pool_size=1)
-    keys: dict[str, str] = {}
-    try:
-        async with db.write() as conn:
-            for tenant in ("acme", "globex"):
-                keys[tenant], _ = await create_key(conn, tenant=tenant, admin=False,
-                                                   now=datetime.now(UTC))
-    finally:
-        await db.dispose()
-    app = create_app(Settings(database_url=db_url, rate_limit_per_minute=1_000_000,
-                              webhooks_in_api=False))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        clients = {t: httpx.AsyncClient(transport=transport, base_url="http://jobtrack.test",
-                                        headers={"Authorization": f"Bearer {k}"})
-                   for t, k in keys.items()}
-        try:
-            yield clients
-        finally:
-            for c in clients.values():
-                await c.aclose()
-
-
-async def ok(response: "httpx.Response", status: int = 200) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body: dict[str, Any] = response.json()
-    return body
+async def api(db_url: str) -> AsyncIterator[Api]:
+    """An API app on the database, with a key per tenant (``acme`` unless said)."""
+    keys = {tenant: await key_at(db_url, tenant) for tenant in ("acme", "globex")}
+    async with running(Settings(database_url=db_url, rate_limit_per_minute=1_000_000,
+                                webhooks_in_api=False), keys, who="acme") as started:
+        yield started
 
 
 async def _setup(db_url: str) -> Jobs:
     async with api(db_url) as c:
-        acme = c["acme"]
-        phased = (await ok(await acme.post("/jobs", json={
+        phased = (await c.ok("POST", "/jobs", status=201, json={
             "queueName": "ingest", "name": "ingest", "phases": ["load", "index"],
-            "data": {"documentId": "d1"}}), 201))["jobId"]
-        failed = (await ok(await acme.post("/jobs", json={
-            "queueName": "ingest", "name": "ingest"}), 201))["jobId"]
-        claimed = await ok(await acme.post("/queues/ingest/claim", json={"limit": 2}))
+            "data": {"documentId": "d1"}}))["jobId"]
+        failed = (await c.ok("POST", "/jobs", status=201, json={
+            "queueName": "ingest", "name": "ingest"}))["jobId"]
+        claimed = await c.ok("POST", "/queues/ingest/claim", json={"limit": 2})
         assert {j["jobId"] for j in claimed["items"]} == {phased, failed}
-        await ok(await acme.patch(f"/jobs/{phased}", json={
-            "phase": {"name": "load", "progress": {"done": 5, "total": 10}}}))
-        await ok(await acme.patch(f"/jobs/{failed}", json={
-            "status": JobStatus.FAILED.value, "error": {"message": "disk on fire"}}))
-        pending = (await ok(await acme.post("/jobs", json={
-            "queueName": "ingest", "name": "later"}), 201))["jobId"]
-        other = (await ok(await c["globex"].post("/jobs", json={
-            "queueName": "mail", "name": "send"}), 201))["jobId"]
+        await c.ok("PATCH", f"/jobs/{phased}", json={
+            "phase": {"name": "load", "progress": {"done": 5, "total": 10}}})
+        await c.ok("PATCH", f"/jobs/{failed}", json={
+            "status": JobStatus.FAILED.value, "error": {"message": "disk on fire"}})
+        pending = (await c.ok("POST", "/jobs", status=201, json={
+            "queueName": "ingest", "name": "later"}))["jobId"]
+        other = (await c.ok("POST", "/jobs", "globex", 201, json={
+            "queueName": "mail", "name": "send"}))["jobId"]
         wire = {}
         for job_id in (phased, failed, pending):
-            wire[job_id] = await ok(await acme.get(f"/jobs/{job_id}"))
+            wire[job_id] = await c.ok("GET", f"/jobs/{job_id}")
     return Jobs(phased, failed, pending, other, wire)
 
 
@@ -182,9 +155,9 @@ def test_jobs_cancel_and_retry(db_url: str) -> None:
 async def _finish(db_url: str, job_id: str, status: JobStatus) -> None:
     await asyncio.sleep(0.4)
     async with api(db_url) as c:
-        await ok(await c["acme"].patch(f"/jobs/{job_id}", json={
-            "phase": {"name": "load", "status": PhaseStatus.COMPLETED.value}}))
-        await ok(await c["acme"].patch(f"/jobs/{job_id}", json={"status": status.value}))
+        await c.ok("PATCH", f"/jobs/{job_id}", json={
+            "phase": {"name": "load", "status": PhaseStatus.COMPLETED.value}})
+        await c.ok("PATCH", f"/jobs/{job_id}", json={"status": status.value})
 
 
 def test_jobs_watch_follows_the_job_to_its_end(db_url: str) -> None:

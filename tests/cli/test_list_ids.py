@@ -5,11 +5,10 @@ import asyncio
 import os
 import subprocess
 
-from clikit import command
-
 from jobtrack.queue.app import App
 from jobtrack.queue.flows import FlowJob
 from jobtrack.webhooks import registry
+from support.cli import command
 
 
 def _cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -5,19 +5,16 @@ apart by a short id and their data (issue 10)."""
 import asyncio
 from pathlib import Path
 
-from typer.testing import CliRunner
-
-from jobtrack.cli import app as cli_app
 from jobtrack.domain.status import JobStatus
 from jobtrack.queue.app import App
 from jobtrack.queue.flows import FlowJob
+from support.cli import invoke
 
 
 def _run(url: str, *args: str) -> str:
-    result = CliRunner().invoke(cli_app, ["--database-url", url, *args],
-                                env={"COLUMNS": "80"})
-    assert result.exit_code == 0, result.stdout + result.stderr
-    return result.stdout
+    code, out, err = invoke(url, *args, columns=80)
+    assert code == 0, out + err
+    return out
 
 
 def _fill(url: str) -> tuple[list[str], str]:

@@ -5,7 +5,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from clikit import command, invoke, running, wait_until
+
+from support.cli import command, invoke
+from support.polling import wait_until
+from support.processes import running
 
 APP = '''
 from typing import Any

@@ -6,25 +6,15 @@ import asyncio
 import signal
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from clikit import command, free_port, running, wait_until
 
 from jobtrack.store import migrate
-from jobtrack.store.engine import Database
-from jobtrack.store.keys import create_key
-
-
-async def _key(url: str) -> str:
-    db = Database(url, pool_size=1)
-    try:
-        async with db.write() as conn:
-            raw, _ = await create_key(conn, tenant="acme", admin=False, now=datetime.now(UTC))
-    finally:
-        await db.dispose()
-    return raw
+from support.cli import command
+from support.keys import bearer, key_at
+from support.polling import wait_until
+from support.processes import answers, free_port, running
 
 
 class Stream(threading.Thread):
@@ -41,7 +31,7 @@ class Stream(threading.Thread):
         try:
             with httpx.Client(base_url=self.base, timeout=httpx.Timeout(5, read=60)) as c, \
                     c.stream("GET", "/events",
-                             headers={"Authorization": f"Bearer {self.key}"}) as r:
+                             headers=bearer(self.key)) as r:
                 assert r.status_code == 200, r.read()
                 for chunk in r.iter_raw():
                     if b"connected" in chunk:
@@ -55,22 +45,16 @@ class Stream(threading.Thread):
 def test_sigterm_with_an_open_sse_stream_exits_within_the_grace(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'serve.db'}"
     migrate.upgrade(url)
-    key = asyncio.run(_key(url))
+    key = asyncio.run(key_at(url, "acme"))
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
 
     args = command("serve", "--port", str(port), "--no-migrate", "--grace", "1",
                    "--no-webhooks", url=url)
     token = "scrape-token-for-the-serve-test"
     with running(args, tmp_path, "serve", {"JOBTRACK_METRICS_TOKEN": token}) as server:
-        wait_until(up, 30, "answer on /healthz", alive=server)
-        metrics = httpx.get(f"{base}/metrics", headers={"Authorization": f"Bearer {token}"})
+        wait_until(lambda: answers(f"{base}/healthz"), 30, "answer on /healthz", alive=server)
+        metrics = httpx.get(f"{base}/metrics", headers=bearer(token))
         assert metrics.status_code == 200, metrics.text
         assert "jobtrack_event_subscribers" in metrics.text
         assert "jobtrack_webhook_attempts" not in metrics.text  # --no-webhooks

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from clikit import command, free_port, running, wait_until
 
 from jobtrack.store import migrate
+from support.cli import command
+from support.polling import wait_until
+from support.processes import answers, free_port, running
 
 
 def _ask(port: int, head: bytes) -> bytes:
@@ -44,15 +46,10 @@ def port(tmp_path: Path) -> Iterator[int]:
     migrate.upgrade(url)
     port = free_port()
 
-    def up() -> bool:
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
     args = command("serve", "--port", str(port), "--no-migrate", "--no-webhooks", url=url)
     with running(args, tmp_path, "serve") as server:
-        wait_until(up, 30, "answer on /healthz", alive=server)
+        wait_until(lambda: answers(f"http://127.0.0.1:{port}/healthz"), 30,
+                   "answer on /healthz", alive=server)
         yield port
 
 

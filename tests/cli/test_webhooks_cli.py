@@ -7,46 +7,35 @@ on SIGTERM. ``webhooks ls`` and ``webhooks deliveries`` then show what happened.
 """
 
 import asyncio
-import time
-from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
-from clikit import command, invoke, receiving, running
 from sqlalchemy import select
 
 from jobtrack.api.app import create_app
 from jobtrack.domain.status import DeliveryStatus, JobStatus
 from jobtrack.settings import Settings
 from jobtrack.store.engine import Database
-from jobtrack.store.keys import create_key
 from jobtrack.store.tables import webhook_deliveries
 from jobtrack.webhooks.signing import verify
+from support.cli import command, invoke
+from support.keys import bearer, new_key
+from support.polling import eventually
+from support.processes import running
+from support.servers import asgi_client
+from support.webhooks import receiving
 
 FAST = {"JOBTRACK_EVENT_POLL_SECONDS": "0.02", "JOBTRACK_WEBHOOK_RETRY_BASE_SECONDS": "0.2"}
-
-
-async def eventually(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"no {what} within {timeout:g} s"
-        await asyncio.sleep(0.05)
 
 
 async def test_webhooks_run_delivers_from_its_own_process(
     db_url: str, db: Database, tmp_path: Path
 ) -> None:
-    async with db.write() as conn:
-        key, _ = await create_key(conn, tenant="hooks", admin=False, now=datetime.now(UTC))
+    key = await new_key(db, "hooks")
     settings = Settings(database_url=db_url, webhooks_in_api=False,
                         rate_limit_per_minute=1_000_000, event_poll_seconds=0.02)
     app = create_app(settings)
     with receiving() as receiver:
-        async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://jobtrack.test",
-            headers={"Authorization": f"Bearer {key}"},
-        ) as api:
+        async with asgi_client(app, bearer(key)) as api:
             r = await api.post("/webhooks", json={"url": receiver.url, "events": ["all"]})
             assert r.status_code == 201, r.text
             hook_id, secret = r.json()["webhookId"], r.json()["secret"]

@@ -9,11 +9,7 @@ fails: ``scripts/install`` installs both.
 
 import asyncio
 import os
-import signal
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,6 +19,9 @@ import httpx
 import pytest
 
 from jobtrack.domain.status import JobStatus, PhaseStatus
+from support.cli import cli_key, command
+from support.keys import bearer
+from support.processes import free_port, start, stop_process, wait_http
 
 pytestmark = pytest.mark.browser
 
@@ -51,58 +50,30 @@ def _browser_or_skip() -> None:
         pytest.skip(problem)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _cli(url: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", "jobtrack", "--database-url", url, *args]
-
-
 class Server:
     """``jobtrack serve`` as a subprocess that can be stopped and started again on its port."""
 
     def __init__(self, url: str, log: Path) -> None:
         self.url, self.log_path = url, log
-        self.port = _free_port()
+        self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def key(self, tenant: str) -> str:
-        made = subprocess.run(_cli(self.url, "keys", "create", "--tenant", tenant),
-                              capture_output=True, text=True, timeout=60, check=True)
-        return made.stdout.strip()
+        return cli_key(self.url, tenant)
 
     def start(self, port: int | None = None) -> str:
         """Start serving on ``port`` (default: its own); answers the base URL."""
         port = port or self.port
-        with self.log_path.open("a") as log:
-            self.proc = subprocess.Popen(
-                _cli(self.url, "serve", "--port", str(port), "--no-webhooks", "--grace", "1"),
-                stdout=log, stderr=subprocess.STDOUT)
+        self.proc = start(command("serve", "--port", str(port), "--no-webhooks", "--grace", "1",
+                                  url=self.url), self.log_path)
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    return base
-            except httpx.TransportError:
-                pass
-            assert self.proc.poll() is None, self.log()
-            assert time.monotonic() < deadline, f"serve did not come up\n{self.log()}"
-            time.sleep(0.05)
+        wait_http(base, self.proc, self.log_path, timeout=30)
+        return base
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc, timeout=15)
         self.proc = None
 
     def log(self) -> str:
@@ -151,7 +122,7 @@ def page(browser: Any) -> Iterator[Any]:
 
 
 def _client(base: str, key: str) -> httpx.Client:
-    return httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    return httpx.Client(base_url=base, headers=bearer(key), timeout=10)
 
 
 def _ok(answer: httpx.Response) -> dict[str, Any]:
@@ -333,8 +304,7 @@ def test_lists_the_workers_and_tasks_the_registry_holds(server: Server, page: An
     expect(page.locator("#workers-denied")).to_be_visible()  # a tenant key sees no workers
     expect(page.locator("#workers-body tr")).to_have_count(0)
 
-    admin = subprocess.run(_cli(server.url, "keys", "create", "--tenant", "ops", "--admin"),
-                           capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+    admin = cli_key(server.url, "ops", admin=True)
     _connect(page, server.base, admin)
     mine = page.locator(f'#workers-body tr[data-worker-id="{worker.id}"]')
     expect(mine).to_contain_text("ingest, mail")

@@ -5,12 +5,13 @@ import asyncio
 from typing import Any
 
 import pytest
-from eventkit import progress
-from livekit import make_keys, serving
 
 from jobtrack.client import ApiError, Client
 from jobtrack.settings import Settings
 from jobtrack.store.engine import Database
+from support.keys import make_keys
+from support.servers import serving
+from support.store import progress
 
 
 @pytest.fixture

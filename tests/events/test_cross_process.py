@@ -3,22 +3,25 @@ WebSocket clients of the other (docs/reference/http-api.md: "Events are stored, 
 connected to any API process see every change")."""
 
 import asyncio
+from pathlib import Path
 
 import httpx
 import orjson
-from livekit import SseReader, api_process, bearer, make_keys
 from websockets.asyncio.client import connect
 
 from jobtrack.settings import Settings
 from jobtrack.store.engine import Database
+from support.keys import bearer, make_keys
+from support.processes import api_process
+from support.sse import SseReader
 
 
 async def test_an_update_through_one_process_reaches_clients_of_another(
-    settings: Settings, db: Database
+    settings: Settings, db: Database, tmp_path: Path
 ) -> None:
     keys = await make_keys(db)
     tuned = settings.model_copy(update={"event_poll_seconds": 0.02})
-    with api_process(tuned) as url_a, api_process(tuned) as url_b:
+    with api_process(tuned, tmp_path) as url_a, api_process(tuned, tmp_path) as url_b:
         async with httpx.AsyncClient(base_url=url_a, headers=bearer(keys["a"])) as a, \
                 httpx.AsyncClient(base_url=url_b, headers=bearer(keys["a"]), timeout=10) as b:
             job_id = (await a.post("/jobs", json={"queueName": "q", "name": "n"})).json()["jobId"]

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from eventkit import add_event, nothing_within, receive
 
 from jobtrack.events.hub import EventHub
 from jobtrack.events.ordered import OrderedReader
@@ -18,6 +17,7 @@ from jobtrack.settings import Settings
 from jobtrack.store.engine import Database
 from jobtrack.store.feed import SqlEventLog, libpq_url
 from jobtrack.store.tables import events
+from support.events import add_event, nothing_within, receive
 
 INSERT = (
     "INSERT INTO events (tenant, type, at, queue_name, data) "

@@ -2,11 +2,9 @@
 it, on both backends."""
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 
 import pytest
-from eventkit import add_event, caught_up, create_job, nothing_within, now, progress, receive
 
 from jobtrack.domain.ids import new_id
 from jobtrack.errors import DatabaseUnavailable
@@ -16,6 +14,9 @@ from jobtrack.events.subscription import SubscriptionClosed
 from jobtrack.settings import Settings
 from jobtrack.store.engine import Database
 from jobtrack.store.events import insert_events
+from support.events import add_event, caught_up, nothing_within, receive
+from support.processes import free_port
+from support.store import create_job, now, progress
 
 
 @pytest.fixture
@@ -129,9 +130,7 @@ async def test_a_hub_starts_with_the_database_down_and_refuses_subscribers() -> 
     """An API process can start while PostgreSQL is down (docs/targets.md R6): the hub begins
     once the database answers; until then a subscriber is refused (503), since its
     replay point would be unknown."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # closed again: nothing listens there
+    port = free_port()  # nothing listens there
     db = Database(f"postgresql://nobody@127.0.0.1:{port}/none", pool_size=1)
     hub = EventHub(db, Settings(database_url=db.url))
     await hub.start()

@@ -6,10 +6,11 @@ from typing import Any
 
 import httpx
 import pytest
-from livekit import SseReader, bearer, make_keys, serving
 
 from jobtrack.settings import Settings
-from jobtrack.store.engine import Database
+from support.keys import bearer
+from support.servers import serving
+from support.sse import SseReader
 
 
 @pytest.fixture
@@ -17,11 +18,6 @@ def live_settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"rate_limit_per_minute": 1_000_000,
                                        "event_poll_seconds": 0.01,
                                        "sse_keepalive_seconds": 0.3})
-
-
-@pytest.fixture
-async def keys(db: Database) -> dict[str, str]:
-    return await make_keys(db)
 
 
 @pytest.fixture

@@ -7,19 +7,14 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from livekit import bearer, make_keys, serving
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from jobtrack.api.app import create_app
 from jobtrack.api.state import state_of
 from jobtrack.settings import Settings
-from jobtrack.store.engine import Database
-
-
-@pytest.fixture
-async def keys(db: Database) -> dict[str, str]:
-    return await make_keys(db)
+from support.keys import bearer
+from support.servers import serving
 
 
 @pytest.fixture

@@ -2,8 +2,8 @@
 way their docs run them."""
 
 import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from support.processes import REPO
+
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))

@@ -22,13 +22,15 @@ from typing import Any, NoReturn
 
 import httpx
 import pytest
-from examplekit import REPO, create_key, process, serving, working
 from rich.console import Console
 
 from examples.flows_across_queues.external_worker import EMBED_QUEUE, ExternalWorker
 from examples.flows_across_queues.producer import FLOWNAME, create_flow
 from examples.flows_across_queues.tasks import INGEST_QUEUE, PUBLISH_QUEUE
 from jobtrack import FlowStatus, JobStatus
+from support.cli import cli_key
+from support.keys import bearer
+from support.processes import REPO, process, serving, working
 
 LISTENER = REPO / "examples" / "flows_across_queues" / "listener.cjs"
 NODE_MODULES = REPO / ".tools" / "node_modules"
@@ -78,8 +80,8 @@ def _counts(latest: dict[str, str], total: int) -> dict[str, int]:
 
 def test_a_flow_across_two_queues_with_an_external_worker_and_a_socket_io_listener(
         db_url: str, tmp_path: Path, node_client: None) -> None:
-    key = create_key(db_url, "docs")
-    auth = {"Authorization": f"Bearer {key}"}
+    key = cli_key(db_url, "docs")
+    auth = bearer(key)
     log = tmp_path / "listener.log"
     reports: list[dict[str, Any]] = []
     midway: list[dict[str, Any]] = []

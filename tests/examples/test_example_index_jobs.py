@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from examplekit import free_port, process, wait_http, working
 
 from examples.index_jobs.tasks import QUEUE, SYMBOLS_PER_FILE
 from jobtrack import JobStatus
+from support.keys import bearer
+from support.processes import free_port, process, wait_http, working
 
 KEYS = {"alice": "alice-key", "bob": "bob-key", "carol": "carol-key"}
 LIMIT = 100
@@ -19,7 +20,7 @@ TERMINAL = {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}
 
 
 def auth(user: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {KEYS[user]}"}
+    return bearer(KEYS[user])
 
 
 def poll(http: httpx.Client, job_id: str, user: str = "alice") -> list[dict[str, Any]]:

@@ -7,11 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from examplekit import create_key, serving, working
 
 from examples.ingestion_phases.run import PAUSED_PHASE, ingest
 from examples.ingestion_phases.tasks import PHASES, QUEUE, TASK
 from jobtrack import JobStatus, PhaseStatus
+from support.cli import cli_key
+from support.keys import bearer
+from support.processes import serving, working
 
 WORKER_ENV = {"INGEST_STEP_SECONDS": "0.1"}
 
@@ -37,12 +39,12 @@ def phase(job: dict[str, Any], name: str) -> dict[str, Any]:
 
 async def test_pause_and_resume_a_phase_while_a_real_worker_ingests(
         db_url: str, tmp_path: Path) -> None:
-    key = create_key(db_url, "docs")
+    key = cli_key(db_url, "docs")
     with serving(db_url, tmp_path) as base, \
             working(db_url, "examples.ingestion_phases.tasks:app", tmp_path, QUEUE,
                     env=WORKER_ENV):
         run = await ingest(base, key, document="manual.pdf", pages=5, hold=2.0)
-        auth = {"Authorization": f"Bearer {key}"}
+        auth = bearer(key)
         with httpx.Client(base_url=base, headers=auth, timeout=10) as http:
             history = http.get(f"/jobs/{run.job_id}/history").json()
             # a finished job is never restarted, paused or resumed

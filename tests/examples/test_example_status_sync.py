@@ -20,11 +20,13 @@ from typing import Any, NoReturn
 
 import httpx
 import pytest
-from examplekit import REPO, create_key, free_port, process, serving
 from rich.console import Console
 
 from examples.status_sync.producer import LegacyProducer, produce
 from jobtrack import JobStatus
+from support.cli import cli_key
+from support.keys import bearer
+from support.processes import REPO, free_port, process, serving
 
 EXAMPLE = REPO / "examples" / "status_sync"
 TSC = REPO / ".tools" / "node_modules" / ".bin" / "tsc"
@@ -61,7 +63,7 @@ def _finish(proc: "subprocess.Popen[bytes]", log: Path) -> tuple[int, list[str]]
 
 def test_legacy_producer_and_typescript_consumer_over_a_real_server(
         db_url: str, tmp_path: Path, consumer_js: Path) -> None:
-    key = create_key(db_url, "kubegram")
+    key = cli_key(db_url, "kubegram")
     out = io.StringIO()
     with serving(db_url, tmp_path) as base:
         log = tmp_path / "consumer.log"
@@ -72,7 +74,7 @@ def test_legacy_producer_and_typescript_consumer_over_a_real_server(
             finally:
                 producer.close()
             code, lines = _finish(consumer, log)
-        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}) as http:
+        with httpx.Client(base_url=base, headers=bearer(key)) as http:
             reads = [http.get(f"/jobs/{job_id}") for job_id in ids]
             histories = [http.get(f"/jobs/{job_id}/history").json() for job_id in ids]
 

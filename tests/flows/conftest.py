@@ -1,42 +1,17 @@
 """Fixtures of the flow tests: the real API app on the test database, with keys for two
-tenants."""
+tenants (``t1``, the default caller, and ``t2``) and an admin."""
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
 
-import httpx
 import pytest
 
-from jobtrack.api.app import create_app
-from jobtrack.api.state import state_of
 from jobtrack.settings import Settings
 from jobtrack.store.engine import Database
-from jobtrack.store.keys import create_key
+from support.api import Api, running
+from support.keys import make_keys
 
-
-@dataclass
-class Api:
-    """An HTTP client on the app, with one key per tenant (``t1``, ``t2``) and an admin."""
-
-    client: httpx.AsyncClient
-    keys: dict[str, str]
-    db: Database
-    settings: Settings
-
-    def auth(self, tenant: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.keys[tenant]}"}
-
-    async def call(self, method: str, path: str, tenant: str = "t1",
-                   **kwargs: Any) -> httpx.Response:
-        return await self.client.request(method, path, headers=self.auth(tenant), **kwargs)
-
-    async def ok(self, method: str, path: str, tenant: str = "t1", status: int = 200,
-                 **kwargs: Any) -> Any:
-        response = await self.call(method, path, tenant, **kwargs)
-        assert response.status_code == status, response.text
-        return response.json()
+#: (key name, tenant, admin)
+FLOW_KEYS = (("t1", "t1", False), ("t2", "t2", False), ("admin", "admin", True))
 
 
 @pytest.fixture
@@ -46,15 +21,7 @@ def flow_settings(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-async def api(flow_settings: Settings) -> AsyncIterator[Api]:
-    app = create_app(flow_settings)
-    async with app.router.lifespan_context(app):
-        db: Database = state_of(app).db
-        keys: dict[str, str] = {}
-        async with db.write() as conn:
-            for tenant, admin in (("t1", False), ("t2", False), ("admin", True)):
-                keys[tenant], _ = await create_key(conn, tenant=tenant, admin=admin,
-                                                   now=datetime.now(UTC))
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://jobtrack") as client:
-            yield Api(client, keys, db, flow_settings)
+async def api(flow_settings: Settings, db: Database) -> AsyncIterator[Api]:
+    keys = await make_keys(db, FLOW_KEYS)
+    async with running(flow_settings, keys, who="t1") as started:
+        yield started

@@ -1,7 +1,6 @@
 """A large flow is created in one transaction (by COPY on PostgreSQL): every row and
 ``job.created`` event is the same as the row-by-row path would write."""
 
-from flowkit import assert_counters_exact, claim, make_flow, node
 from sqlalchemy import func, select
 
 from jobtrack.domain.events import EventType
@@ -11,6 +10,8 @@ from jobtrack.store.codec import jobs_from_joined_rows, select_jobs_with_phases
 from jobtrack.store.engine import Database
 from jobtrack.store.flows import COPY_THRESHOLD
 from jobtrack.store.tables import events, jobs
+from support.flows import assert_counters_exact, make_flow, node
+from support.store import claim
 
 AWKWARD = {"text": "tab\there\nnew line \\ backslash \"quotes\" ünïcødé ✓", "n": [1, 2.5, None],
            "nested": {"deep": {"er": True}}}

@@ -3,22 +3,16 @@
 import asyncio
 import threading
 import time
+from functools import partial
 
-from flowkit import claim, finish, job_list, make_flow, node
-from typer.testing import CliRunner
-
-from jobtrack.cli import app as cli
 from jobtrack.domain.flows import Flow
 from jobtrack.domain.status import JobStatus
 from jobtrack.store.engine import Database
+from support.cli import invoke
+from support.flows import job_list, make_flow, node
+from support.store import claim, finish
 
-
-def run(db_url: str, *args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, ["--database-url", db_url, *args],
-                                env={"COLUMNS": "200"})
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
+run = partial(invoke, columns=200)
 
 
 async def _setup(db_url: str) -> Flow:

@@ -5,10 +5,9 @@ and cancel cascades."""
 
 from typing import Any
 
-from conftest import Api
-
 from jobtrack.api.flow_schemas import FlowCreated, FlowDetail, FlowPublic
 from jobtrack.api.schemas import JobPublic
+from support.api import Api
 
 SCENARIO: dict[str, Any] = {
     "flowname": "ingest-pdf",

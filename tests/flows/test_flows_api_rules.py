@@ -4,11 +4,11 @@ nothing stored), tenant isolation on every flow route, and listing."""
 from typing import Any
 
 import pytest
-from conftest import Api
-from flowkit import row_counts
 from test_flows_api import SCENARIO, claim, create
 
 from jobtrack.api.flow_schemas import FLOW_OPTS, FlowPage
+from support.api import Api
+from support.store import row_counts
 
 
 def chain(depth: int) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 planned again from the locked row (their row moved meanwhile): the flow's counters move
 once for the whole batch, after every job of it is written."""
 
-from flowkit import assert_counters_exact, claim, make_flow, node, report
 from sqlalchemy import func, select
 
 from jobtrack.domain.records import JobUpdate, Progress
@@ -10,6 +9,8 @@ from jobtrack.domain.status import JobStatus
 from jobtrack.queue.outcomes import Outcome, write_outcomes
 from jobtrack.store.engine import Database
 from jobtrack.store.tables import events
+from support.flows import assert_counters_exact, make_flow, node
+from support.store import claim, report
 
 
 async def _flow_events(db: Database, flow_id: str) -> int:

@@ -7,8 +7,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from conftest import Api
-from flowkit import row_counts
 
 from jobtrack.domain.records import Job
 from jobtrack.domain.retry import RetryPolicy, policy_of
@@ -19,6 +17,8 @@ from jobtrack.queue.app import App
 from jobtrack.queue.context import JobContext
 from jobtrack.queue.flows import FlowJob, flow_jobs, get_flow, wait_flow
 from jobtrack.queue.worker import Worker
+from support.api import Api
+from support.store import row_counts
 
 
 @pytest.fixture

@@ -2,19 +2,6 @@
 children first, exact counters at every step, failure and cancel cascades, limits."""
 
 import pytest
-from flowkit import (
-    TENANT,
-    assert_counters_exact,
-    claim,
-    finish,
-    get_flow,
-    job_list,
-    make_flow,
-    node,
-    now,
-    report,
-    row_counts,
-)
 from sqlalchemy import select
 
 from jobtrack.domain.events import EventType
@@ -27,6 +14,8 @@ from jobtrack.store import flows as store_flows
 from jobtrack.store.engine import Database
 from jobtrack.store.jobs import change_job
 from jobtrack.store.tables import events
+from support.flows import TENANT, assert_counters_exact, get_flow, job_list, make_flow, node
+from support.store import claim, finish, now, report, row_counts
 
 J = JobStatus
 

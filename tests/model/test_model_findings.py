@@ -6,12 +6,11 @@ from typing import Any
 
 import httpx
 import pytest
-from modelkit import new_tenant
 
-from jobtrack.api.app import create_app
 from jobtrack.domain.status import FlowStatus, JobStatus, PhaseStatus
 from jobtrack.settings import Settings
-from jobtrack.store.engine import Database
+from support.keys import bearer, key_at
+from support.servers import api_client
 
 J, P = JobStatus, PhaseStatus
 
@@ -19,15 +18,9 @@ J, P = JobStatus, PhaseStatus
 @pytest.fixture
 async def client(db_url: str) -> AsyncIterator[httpx.AsyncClient]:
     """The app (lifespan run) on the test's database, and a client with a fresh key."""
-    db = Database(db_url, pool_size=2)
-    _, key = await new_tenant(db)
-    await db.dispose()
-    app = create_app(Settings(database_url=db_url, rate_limit_per_minute=1_000_000,
-                              webhooks_in_api=False))
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://jobtrack.test",
-        headers={"Authorization": f"Bearer {key}"},
-    ) as c:
+    key = await key_at(db_url, "model-findings")
+    async with api_client(Settings(database_url=db_url, rate_limit_per_minute=1_000_000,
+                                   webhooks_in_api=False), bearer(key)) as c:
         yield c
 
 

@@ -34,7 +34,6 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from modelkit import SseStream, new_tenant, serving, stored_after
 
 from jobtrack.domain.events import EventType
 from jobtrack.domain.status import (
@@ -51,6 +50,10 @@ from jobtrack.queue.reaper import reap
 from jobtrack.settings import Settings
 from jobtrack.store.engine import Database
 from jobtrack.store.events import StoredEvent
+from support.events import stored_after
+from support.keys import bearer, new_tenant
+from support.servers import serving
+from support.sse import SseStream
 
 J, P, F = JobStatus, PhaseStatus, FlowStatus
 T = TypeVar("T")
@@ -273,7 +276,7 @@ class StatusContract(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.tenant, key = self.run(new_tenant(self.env.db))
-        self.headers = {"Authorization": f"Bearer {key}"}
+        self.headers = bearer(key)
         self.key = key
         self.jobs: dict[str, Seen] = {}
         self.flows: dict[str, FlowSeen] = {}

@@ -43,22 +43,16 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from faultkit import (
-    Cluster,
-    assert_503,
-    free_port,
-    serve,
-    stop_process,
-    throwaway_cluster,
-    until,
-    wait_healthy,
-    work,
-)
 
 from jobtrack.domain.status import TERMINAL, JobStatus
 from jobtrack.store import keys as store_keys
 from jobtrack.store import migrate
 from jobtrack.store.engine import Database
+from support.api import assert_503
+from support.cluster import Cluster, throwaway_cluster
+from support.keys import bearer
+from support.polling import until
+from support.processes import free_port, serve, stop_process, wait_http, work
 
 QUEUE = "faults"
 COMPLETED, FAILED, CANCELLED = (JobStatus.COMPLETED.value, JobStatus.FAILED.value,
@@ -276,7 +270,7 @@ async def fleet(template: Template, tmp: Path, *, lease: float = 3.0,
         for i in range(2):
             f.start_worker(i)
         assert f.api is not None
-        await asyncio.to_thread(wait_healthy, f.base, f.api, tmp / "api.log")
+        await asyncio.to_thread(wait_http, f.base, f.api, tmp / "api.log")
         yield f
     finally:
         await asyncio.to_thread(f.stop)
@@ -417,7 +411,7 @@ async def starting_long_jobs(url: str) -> set[int]:
 async def posting(name: str, fl: "Fleet", size: Size) -> AsyncIterator["Run"]:
     """A run of scenario ``name``: an HTTP client with the key, posters not started yet
     (``warm_up`` starts them; they are stopped however the run ends)."""
-    auth = {"Authorization": f"Bearer {fl.key}"}
+    auth = bearer(fl.key)
     async with httpx.AsyncClient(base_url=fl.base, headers=auth, timeout=120) as client:
         run = Run(name, fl, size, Load(client))
         try:
@@ -675,7 +669,7 @@ async def test_api_killed(template: Template, size: Size, tmp_path: Path) -> Non
             fl.api.send_signal(signal.SIGKILL)
             await asyncio.to_thread(fl.api.wait)
             api = fl.start_api()
-            await asyncio.to_thread(wait_healthy, fl.base, api, tmp_path / "api.log")
+            await asyncio.to_thread(wait_http, fl.base, api, tmp_path / "api.log")
 
             async def acked_again(t: float = killed_at) -> bool:
                 return run.load.first_ack_after(t) is not None

@@ -3,12 +3,11 @@ answers 503 with ``Retry-After`` within its timeouts, ``/readyz`` within its own
 bound, and answers again by itself once the database thaws.
 
 Runs on a throwaway PostgreSQL cluster of its own (never the suite's server): see
-``faultkit`` for the cluster.
+``support.cluster`` for the cluster.
 """
 
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,15 +16,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from faultkit import Cluster, throwaway_cluster
-from faultkit import assert_503 as _assert_503
-from faultkit import cli as _cli
-from faultkit import free_port as _free_port
-from faultkit import serve as _serve
-from faultkit import stop_process as _stop
-from faultkit import wait_healthy as _wait_healthy
 
 from jobtrack.store import migrate
+from support.api import assert_503
+from support.cli import cli_key
+from support.cluster import Cluster, throwaway_cluster
+from support.keys import bearer
+from support.processes import free_port, serve, stop_process, wait_http
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -78,15 +75,13 @@ def test_a_frozen_database_gets_503_in_bounded_time_then_recovers(
     migrate.upgrade(url)
     env = {**os.environ, **TIMEOUTS, "JOBTRACK_DATABASE_URL": url,
            "JOBTRACK_KEY_CACHE_SECONDS": "600"}
-    key = subprocess.run(_cli(url, "keys", "create", "--tenant", "t"), env=env,
-                         capture_output=True, text=True, timeout=60, check=True).stdout.strip()
-    auth = {"Authorization": f"Bearer {key}"}
-    port = _free_port()
+    auth = bearer(cli_key(url, "t", env))
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "api.log"
-    api = _serve(url, port, log, env)
+    api = serve(url, port, log, env)
     try:
-        _wait_healthy(base, api, log)
+        wait_http(base, api, log)
         with httpx.Client(base_url=base, headers=auth, timeout=10) as c:
             job = c.post("/jobs", json={"queueName": "q", "name": "n"})
             assert job.status_code == 201, job.text
@@ -114,7 +109,7 @@ def test_a_frozen_database_gets_503_in_bounded_time_then_recovers(
                 assert time.monotonic() - began < FROZEN
                 for (method, path), (r, took) in zip(asks, answers, strict=True):
                     assert r is not None, f"{method} {path}: no answer within {took:.1f} s"
-                    _assert_503(r)
+                    assert_503(r)
                 print("answers while frozen (s):",
                       {f"{m} {p}": round(t, 2) for (m, p), (_, t) in zip(asks, answers,
                                                                          strict=True)})
@@ -130,4 +125,4 @@ def test_a_frozen_database_gets_503_in_bounded_time_then_recovers(
                 time.sleep(0.2)
             assert c.post("/jobs", json={"queueName": "q", "name": "n"}).status_code == 201
     finally:
-        _stop(api)
+        stop_process(api)

@@ -32,19 +32,17 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from faultkit import Cluster, throwaway_cluster
-from faultkit import assert_503 as _assert_503
-from faultkit import cli as _cli
-from faultkit import free_port as _free_port
-from faultkit import serve as _serve
-from faultkit import stop_process as _stop
-from faultkit import until as _until
-from faultkit import wait_healthy as _wait_healthy
 from sqlalchemy import func, select
 
 from jobtrack.store import migrate
 from jobtrack.store.engine import Database
 from jobtrack.store.tables import jobs
+from support.api import assert_503
+from support.cli import cli_key, command
+from support.cluster import Cluster, throwaway_cluster
+from support.keys import bearer
+from support.polling import until
+from support.processes import free_port, serve, stop_process, wait_http
 
 pytestmark = pytest.mark.slow
 
@@ -104,7 +102,7 @@ async def _enqueue(client: httpx.AsyncClient, load: Load, worker: int) -> None:
                 load.refused[r.status_code] += 1
                 if r.status_code == 503:
                     try:
-                        _assert_503(r)
+                        assert_503(r)
                     except AssertionError as exc:
                         load.bad.append(str(exc))
                     if load.down:
@@ -164,7 +162,7 @@ async def _first_event(base: str, auth: dict[str, str], client: httpx.AsyncClien
     async with (httpx.AsyncClient(base_url=base, headers=auth, timeout=timeout) as sc,
                 sc.stream("GET", "/events", params={"queueName": "r6-events"}) as stream):
         if stream.status_code == 503:
-            _assert_503(httpx.Response(503, headers=stream.headers,
+            assert_503(httpx.Response(503, headers=stream.headers,
                                        content=await stream.aread()))
             return None
         assert stream.status_code == 200, await stream.aread()
@@ -221,7 +219,7 @@ class Scenario:
             assert self.worker.poll() is None, self.log("worker")
             return (await _counts(self.url)).get("completed", 0) >= 50
 
-        await _until(completing, "the worker does not complete jobs", time.monotonic() + 60,
+        await until(completing, "the worker does not complete jobs", time.monotonic() + 60,
                      pause=0.2)
         self.probe_id = self.load.acked[0]
         stream = asyncio.create_task(_listen(self.base, self.auth, self.old_stream_seen))
@@ -231,7 +229,7 @@ class Scenario:
             assert not stream.done(), stream
             return "<connected>" in self.old_stream_seen
 
-        await _until(connected, "no event stream", time.monotonic() + 30)
+        await until(connected, "no event stream", time.monotonic() + 30)
         assert (await self.client.get(f"/jobs/{self.probe_id}")).status_code == 200
 
     async def outage(self) -> None:
@@ -242,8 +240,8 @@ class Scenario:
         self.figures["down_at"] = down_at
         self.figures["stop_s"] = time.monotonic() - down_at
         acked_before = len(self.load.acked)
-        cold_port = _free_port()
-        self.cold = _serve(self.url, cold_port, self.tmp / "cold.log", self.env)
+        cold_port = free_port()
+        self.cold = serve(self.url, cold_port, self.tmp / "cold.log", self.env)
         self.cold_base = f"http://127.0.0.1:{cold_port}"
         # the outage lasts OUTAGE seconds, longer if the second API is slow to start
         while time.monotonic() - down_at < OUTAGE or (
@@ -258,7 +256,7 @@ class Scenario:
 
     async def _probe_down(self) -> None:
         for path in (f"/jobs/{self.probe_id}", "/readyz", "/jobs"):
-            _assert_503(await self.client.get(path))
+            assert_503(await self.client.get(path))
             self.probes["503"] += 1
         health = await self.client.get("/healthz")
         assert health.status_code == 200, health.text
@@ -267,8 +265,8 @@ class Scenario:
         if self.cold.poll() is None:
             with contextlib.suppress(httpx.TransportError):
                 if (await self.client.get(f"{self.cold_base}/healthz")).status_code == 200:
-                    _assert_503(await self.client.get(f"{self.cold_base}/readyz"))
-                    _assert_503(await self.client.get(f"{self.cold_base}/jobs/{self.probe_id}"))
+                    assert_503(await self.client.get(f"{self.cold_base}/readyz"))
+                    assert_503(await self.client.get(f"{self.cold_base}/jobs/{self.probe_id}"))
                     self.probes["cold 503"] += 2
 
     async def recover(self) -> None:
@@ -283,11 +281,11 @@ class Scenario:
         async def api_answers() -> bool:
             r = await self.client.get(f"/jobs/{self.probe_id}")
             if r.status_code != 200:
-                _assert_503(r)  # anything but 200 or 503 is a failure
+                assert_503(r)  # anything but 200 or 503 is a failure
                 return False
             return (await self.client.get("/readyz")).status_code == 200
 
-        await _until(api_answers, "the API did not recover", deadline)
+        await until(api_answers, "the API did not recover", deadline)
         self.figures["api_recovery_s"] = time.monotonic() - up_at
 
         async def fresh_job_completed() -> bool:
@@ -296,7 +294,7 @@ class Scenario:
             fresh = self.load.acked[acked_at_restart]
             return (await _statuses(self.url, [fresh]))["completed"] == 1
 
-        await _until(fresh_job_completed, "the worker did not recover", deadline)
+        await until(fresh_job_completed, "the worker did not recover", deadline)
         self.figures["worker_recovery_s"] = time.monotonic() - up_at
         first = await _first_event(self.base, self.auth, self.client, timeout=20)
         assert first is not None, "the event hub did not recover"
@@ -307,7 +305,7 @@ class Scenario:
             assert not self.tasks[-1].done(), "the stream opened before the outage ended"
             return job_id in self.old_stream_seen
 
-        await _until(old_stream_delivers, "the pre-outage stream got no event", deadline)
+        await until(old_stream_delivers, "the pre-outage stream got no event", deadline)
         # the API started during the outage serves requests and events now
         r = await self.client.get(f"{self.cold_base}/jobs/{self.probe_id}")
         assert r.status_code == 200, r.text
@@ -316,7 +314,7 @@ class Scenario:
             got = await _first_event(self.cold_base, self.auth, self.client, timeout=20)
             return got is not None
 
-        await _until(cold_streams, "the cold API's event hub never began", deadline, 0.2)
+        await until(cold_streams, "the cold API's event hub never began", deadline, 0.2)
         self.figures["cold_event_s"] = time.monotonic() - up_at
 
     async def drain(self) -> dict[str, int]:
@@ -332,7 +330,7 @@ class Scenario:
             counts = await _counts(self.url)
             return counts.get("pending", 0) == counts.get("running", 0) == 0
 
-        await _until(drained, "the queue was not drained", time.monotonic() + 90, 0.25)
+        await until(drained, "the queue was not drained", time.monotonic() + 90, 0.25)
         return counts
 
 
@@ -345,21 +343,19 @@ async def test_postgres_restart_mid_load(cluster: Cluster, tmp_path: Path) -> No
            "JOBTRACK_RATE_LIMIT_PER_MINUTE": "10000000", "JOBTRACK_KEY_CACHE_SECONDS": "2",
            "JOBTRACK_LEASE_SECONDS": str(max(1.0, OUTAGE / 2)),
            "JOBTRACK_REAP_INTERVAL_SECONDS": "0.5"}
-    key = subprocess.run(_cli(url, "keys", "create", "--tenant", "r6"), env=env,
-                         capture_output=True, text=True, timeout=60, check=True).stdout.strip()
-    auth = {"Authorization": f"Bearer {key}"}
+    auth = bearer(cli_key(url, "r6", env))
     (tmp_path / "r6tasks.py").write_text(textwrap.dedent(TASKS))
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
-    api = _serve(url, port, tmp_path / "api.log", env)
+    api = serve(url, port, tmp_path / "api.log", env)
     with (tmp_path / "worker.log").open("ab") as out:
         worker = subprocess.Popen(
-            _cli(url, "worker", "r6tasks:app", "--concurrency", "20", "--no-migrate",
-                 "--log-level", "WARNING"),
+            command("worker", "r6tasks:app", "--concurrency", "20", "--no-migrate",
+                    "--log-level", "WARNING", url=url),
             cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
     run: Scenario | None = None
     try:
-        _wait_healthy(base, api, tmp_path / "api.log")
+        wait_http(base, api, tmp_path / "api.log")
         async with httpx.AsyncClient(base_url=base, headers=auth, timeout=15) as client:
             run = Scenario(cluster, tmp_path, client, auth, api, worker, env=env)
             await run.warm_up()
@@ -378,7 +374,7 @@ async def test_postgres_restart_mid_load(cluster: Cluster, tmp_path: Path) -> No
             await asyncio.gather(*run.tasks, return_exceptions=True)
         for proc in (api, worker, run.cold if run else None):
             if proc is not None:
-                _stop(proc)
+                stop_process(proc)
     print(f"\nR6 postgresql: {len(load.acked)} jobs acknowledged (2xx), "
           f"{acked['completed']} of them completed, {acked['<missing>']} lost; "
           f"{sum(counts.values())} stored (any beyond those: committed, but the answer was "

@@ -10,7 +10,6 @@ import re
 import shutil
 import subprocess
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -20,8 +19,9 @@ from jobtrack.api.app import create_app
 from jobtrack.api.state import state_of
 from jobtrack.domain.status import JobStatus
 from jobtrack.settings import Settings
-from jobtrack.store.keys import create_key
 from jobtrack.store.tables import metadata
+from support.keys import bearer, new_key
+from support.servers import asgi_client
 
 DEPLOY = Path(__file__).parents[2] / "deploy" / "prometheus"
 RULES = DEPLOY / "alerts.yml"
@@ -70,12 +70,8 @@ def _metric_names_in_rules() -> set[str]:
 @pytest.fixture
 async def scraped(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
     app = create_app(settings.model_copy(update={"rate_limit_per_minute": 1_000_000}))
-    async with app.router.lifespan_context(app):
-        async with state_of(app).db.write() as conn:
-            admin, _ = await create_key(conn, tenant="ops", admin=True, now=datetime.now(UTC))
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://jobtrack") as c:
-            yield c, {"Authorization": f"Bearer {admin}"}
+    async with asgi_client(app) as c:
+        yield c, bearer(await new_key(state_of(app).db, "ops", admin=True))
 
 
 async def _finish(client: httpx.AsyncClient, auth: dict[str, str], queue: str,

@@ -16,12 +16,12 @@ from typing import Any
 import httpx
 import pytest
 import socketio  # type: ignore[import-untyped]
-from seedkit import Served
 
 from jobtrack.domain.flows import FlowNode
 from jobtrack.domain.status import FlowStatus, JobStatus
 from jobtrack.store import flows as store_flows
 from jobtrack.store.engine import Database
+from support.api import Served
 
 RUNNING, COMPLETED = JobStatus.RUNNING.value, JobStatus.COMPLETED.value
 CANCELLED = JobStatus.CANCELLED.value

@@ -8,7 +8,6 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from hookkit import receiving
 from test_delivery import SECRET, add_events, deliver_all, dispatch_all, mock_client
 
 from jobtrack.domain.ids import new_id
@@ -21,6 +20,7 @@ from jobtrack.webhooks import registry
 from jobtrack.webhooks.delivery import Deliverer
 from jobtrack.webhooks.dispatcher import Dispatcher
 from jobtrack.webhooks.urls import IPAddress
+from support.webhooks import receiving
 
 HOST = "hooks.jobtrack.test"  # resolved by the test's resolver only, never by the system
 
@@ -64,7 +64,7 @@ async def _delivery(db: Database, hook_id: str) -> Delivery:
 async def test_the_post_goes_to_the_address_the_check_passed(
     db: Database, fast: Settings
 ) -> None:
-    async with receiving() as receiver:
+    with receiving() as receiver:
         port = urlsplit(receiver.url).port
         resolver = Resolver("127.0.0.1")
         hook_id, _ = await _one_delivery(db, fast, f"http://{HOST}:{port}/hook", resolver)
@@ -78,7 +78,7 @@ async def test_the_post_goes_to_the_address_the_check_passed(
 async def test_a_name_that_now_resolves_to_a_refused_address_is_refused_at_delivery(
     db: Database, fast: Settings
 ) -> None:
-    async with receiving() as receiver:
+    with receiving() as receiver:
         port = urlsplit(receiver.url).port
         resolver = Resolver("127.0.0.1")
         hook_id, _ = await _one_delivery(db, fast, f"http://{HOST}:{port}/hook", resolver)
@@ -94,7 +94,7 @@ async def test_block_private_refuses_a_name_that_turned_private_at_delivery(
     db: Database, fast: Settings
 ) -> None:
     strict = fast.model_copy(update={"webhook_block_private": True})
-    async with receiving() as receiver:
+    with receiving() as receiver:
         port = urlsplit(receiver.url).port
         url = f"http://{HOST}:{port}/hook"
         with pytest.raises(ValidationFailed, match="JOBTRACK_WEBHOOK_BLOCK_PRIVATE"):

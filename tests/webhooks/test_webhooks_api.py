@@ -5,15 +5,12 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from hookkit import api_client, bearer, eventually, make_keys, receiving
 
 from jobtrack.settings import Settings
-from jobtrack.store.engine import Database
-
-
-@pytest.fixture
-async def keys(db: Database) -> dict[str, str]:
-    return await make_keys(db)
+from support.keys import bearer
+from support.polling import eventually
+from support.servers import api_client
+from support.webhooks import receiving
 
 
 @pytest.fixture
@@ -102,7 +99,7 @@ async def test_delivered_signed_to_a_real_receiver_after_a_500(
     client: httpx.AsyncClient, keys: dict[str, str]
 ) -> None:
     a = bearer(keys["a"])
-    async with receiving(lambda n, _body: 500 if n == 0 else 200) as receiver:
+    with receiving(lambda n, _body: 500 if n == 0 else 200) as receiver:
         created = (await client.post("/webhooks", headers=a, json={
             "url": receiver.url, "events": ["progress", "completed"]})).json()
         job = (await client.post("/jobs", headers=a,
@@ -112,6 +109,13 @@ async def test_delivered_signed_to_a_real_receiver_after_a_500(
         await client.patch(f"/jobs/{job['jobId']}", headers=a,
                            json={"status": "completed", "result": {"ok": True}})
         await eventually(lambda: len(receiver.delivered()) == 2)
+
+        async def both_recorded() -> bool:  # the receiver answers before the row is written
+            items = (await client.get(f"/webhooks/{created['webhookId']}/deliveries",
+                                      headers=a)).json()["items"]
+            return len(items) == 2 and all(d["deliveredAt"] is not None for d in items)
+
+        await eventually(both_recorded)
     assert receiver.valid(created["secret"])
     types = [r.event_type for r in receiver.delivered()]
     assert types == ["job.progress", "job.completed"]  # created/updated: not subscribed

@@ -1,22 +1,13 @@
-"""Helpers the event tests share: write events and jobs through the real store, and
-wait for what a subscription receives."""
+"""The stored event log and what a hub subscription receives."""
 
 import asyncio
-from datetime import UTC, datetime
 from typing import Any
 
-from jobtrack.domain.ids import new_id
-from jobtrack.domain.planner import plan_update
-from jobtrack.domain.records import Job, JobUpdate, Progress, new_job
 from jobtrack.events.hub import EventHub
 from jobtrack.events.subscription import Subscription
 from jobtrack.store.engine import Database
-from jobtrack.store.events import StoredEvent, insert_events, last_id
-from jobtrack.store.jobs import change_job, insert_jobs
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
+from jobtrack.store.events import StoredEvent, insert_events, last_id, read_after
+from support.store import now
 
 
 async def add_event(
@@ -32,22 +23,16 @@ async def add_event(
         return await last_id(conn)
 
 
-async def create_job(db: Database, tenant: str = "t1", queue: str = "q",
-                     name: str = "work", flow_id: str | None = None) -> Job:
-    job = new_job(id=new_id(), tenant=tenant, queue_name=queue, name=name, now=now(),
-                  flow_id=flow_id)
-    async with db.write() as conn:
-        [(stored, _)] = await insert_jobs(conn, [job], actor="test")
-    return stored
-
-
-async def progress(db: Database, job_id: str, done: float, total: float = 100) -> Job:
-    async with db.write() as conn:
-        return await change_job(
-            conn, job_id, lambda j: plan_update(j, JobUpdate(progress=Progress(done, total)),
-                                                now()),
-            tenant=None, actor="test", now=now(),
-        )
+async def stored_after(db: Database, tenant: str, after: int) -> list[StoredEvent]:
+    """Every stored event of ``tenant`` with an id above ``after``, oldest first."""
+    out: list[StoredEvent] = []
+    async with db.read() as conn:
+        while True:
+            page = await read_after(conn, after, tenant=tenant, limit=1000)
+            out.extend(page)
+            if len(page) < 1000:
+                return out
+            after = page[-1].id
 
 
 async def caught_up(hub: EventHub, db: Database, timeout: float = 5.0) -> None:

@@ -1,39 +1,30 @@
-"""Helpers shared by the reliability tests that run real processes: a throwaway PostgreSQL
-cluster (``initdb`` in a temporary directory, a free port, ``pg_ctl``; never the machine's
-server) that can be stopped, frozen and crashed, and real ``jobtrack`` processes.
+"""A throwaway PostgreSQL cluster for the tests that break PostgreSQL on purpose
+(``initdb`` in a temporary directory, a free port, ``pg_ctl``; never the machine's
+server): it can be stopped, frozen and crashed.
 
 As root, PostgreSQL's tools run as the ``postgres`` OS user (it refuses to run as root).
 Without ``initdb`` the tests that need a cluster skip, except in CI (``CI`` set), where
 they fail.
 """
 
-import asyncio
 import contextlib
 import glob
 import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import pytest
 
+from support.processes import free_port
+
 IN_CI = bool(os.environ.get("CI"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def pg_bindir() -> Path | None:
@@ -238,70 +229,3 @@ def throwaway_cluster(prefix: str = "jobtrack-pg-") -> Iterator[Cluster]:
             with contextlib.suppress(Exception):
                 pg.stop()
         shutil.rmtree(root, ignore_errors=True)
-
-
-# --- jobtrack processes -----------------------------------------------------------------
-
-def cli(url: str, *args: str) -> list[str]:
-    """The command line of ``jobtrack --database-url URL ARGS...``."""
-    return [sys.executable, "-m", "jobtrack", "--database-url", url, *args]
-
-
-def serve(url: str, port: int, log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """Start ``jobtrack serve`` on ``port`` (no migration), its output appended to ``log``."""
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            cli(url, "serve", "--host", "127.0.0.1", "--port", str(port), "--no-migrate",
-                "--log-level", "warning"), env=env, stdout=out, stderr=subprocess.STDOUT)
-
-
-def work(url: str, module: str, queues: str, log: Path, env: dict[str, str], cwd: Path,
-         concurrency: int = 10) -> subprocess.Popen[bytes]:
-    """Start ``jobtrack worker MODULE --queues QUEUES`` (no migration) in ``cwd``."""
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            cli(url, "worker", module, "--queues", queues, "--concurrency", str(concurrency),
-                "--no-migrate", "--log-level", "WARNING"),
-            cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
-
-
-def wait_healthy(base: str, proc: subprocess.Popen[bytes], log: Path,
-                 timeout: float = 60) -> None:
-    """Wait until ``GET /healthz`` answers 200; fail if the process exits or is too slow."""
-    deadline = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(httpx.TransportError):
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return
-        assert proc.poll() is None, f"the API process exited:\n{log.read_text()}"
-        assert time.monotonic() < deadline, f"the API did not come up:\n{log.read_text()}"
-        time.sleep(0.1)
-
-
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, then SIGKILL after 30 s."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def assert_503(r: httpx.Response) -> None:
-    """A 503 in the error envelope, with Retry-After."""
-    assert r.status_code == 503, (r.request.method, r.request.url.path, r.status_code, r.text)
-    assert r.headers["content-type"].startswith("application/json"), r.headers
-    body = r.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "details"}
-    assert body["error"]["code"] == "database_unavailable", body
-    assert int(r.headers["retry-after"]) >= 1
-
-
-async def until(check: Callable[[], Awaitable[bool]], what: str, deadline: float,
-                pause: float = 0.05) -> None:
-    """Wait until ``await check()`` is true; fail with ``what`` at ``deadline``."""
-    while not await check():
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(pause)

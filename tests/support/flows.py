@@ -1,27 +1,19 @@
-"""Helpers the flow tests share: drive a flow through the real store and writer, and
-recount what the counters claim."""
+"""Flows made, read and recounted through the real store (their jobs are driven with
+``support.store``)."""
 
-from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 
 from jobtrack.domain.flows import Flow, FlowNode
-from jobtrack.domain.planner import plan_finish, plan_update
-from jobtrack.domain.records import UNSET, Job, JobUpdate
+from jobtrack.domain.records import Job
 from jobtrack.domain.status import JobStatus, flow_status
-from jobtrack.store import claim as store_claim
 from jobtrack.store import flows as store_flows
 from jobtrack.store.engine import Database
-from jobtrack.store.jobs import change_job
-from jobtrack.store.tables import events, flows, job_phases, jobs
+from jobtrack.store.tables import jobs
+from support.store import now
 
 TENANT = "t1"
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 def node(name: str, queue: str, *children: FlowNode, **kwargs: Any) -> FlowNode:
@@ -38,29 +30,6 @@ async def make_flow(
             conn, root, tenant=tenant, flowname=flowname, now=now(), actor="test",
             max_depth=max_depth, max_jobs=max_jobs, default_max_attempts=1,
         )
-
-
-async def claim(db: Database, queue: str, *, limit: int = 100, worker: str = "w1") -> list[Job]:
-    t = now()
-    async with db.write() as conn:
-        return await store_claim.claim(conn, queues=[queue], worker_id=worker, limit=limit,
-                                       now=t, lease_until=t + timedelta(seconds=60))
-
-
-async def finish(db: Database, job_id: str, status: JobStatus, *, result: Any = UNSET,
-                 error: Mapping[str, Any] | None = None) -> Job:
-    async with db.write() as conn:
-        return await change_job(
-            conn, job_id, lambda j: plan_finish(j, status, now(), result=result, error=error),
-            tenant=None, actor="test", now=now(),
-        )
-
-
-async def report(db: Database, job_id: str, upd: JobUpdate) -> Job:
-    """An external system's report, planned like ``PATCH /jobs/{id}``."""
-    async with db.write() as conn:
-        return await change_job(conn, job_id, lambda j: plan_update(j, upd, now()),
-                                tenant=None, actor="test", now=now())
 
 
 async def get_flow(db: Database, flow_id: str) -> Flow:
@@ -95,11 +64,3 @@ async def assert_counters_exact(db: Database, flow_id: str) -> Flow:
     assert flow.status == flow_status(counted, cancelled_by_user=flow.cancelled,
                                       started=flow.started_at is not None)
     return flow
-
-
-async def row_counts(db: Database) -> dict[str, int]:
-    async with db.read() as conn:
-        return {
-            t.name: int(await conn.scalar(select(func.count()).select_from(t)) or 0)
-            for t in (jobs, flows, job_phases, events)
-        }
