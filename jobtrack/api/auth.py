@@ -6,6 +6,7 @@ for at most ``key_cache_seconds`` (default 10 s; 0 turns the cache off). Unknown
 cached too (so a flood of bad keys cannot flood the database), in a bounded table.
 """
 
+import asyncio
 import hashlib
 import time
 from collections import OrderedDict
@@ -57,6 +58,9 @@ class KeyCache:
         self._max = max_entries
         self._clock = clock
         self._entries: OrderedDict[str, tuple[float, ApiKey | None]] = OrderedDict()
+        #: lookups in flight, by digest: concurrent requests with a key not cached (a cold
+        #: start, an expired entry) share one read instead of taking a connection each
+        self._inflight: dict[str, asyncio.Future[ApiKey | None]] = {}
 
     async def resolve(self, raw: str | None) -> ApiKey:
         """The live key for ``raw``; :class:`Unauthorized` when missing, unknown or revoked."""
@@ -73,12 +77,25 @@ class KeyCache:
         if hit is not None and hit[0] > now:
             key = hit[1]
         else:
-            async with self._db.read() as conn:
-                key = await lookup_key(conn, raw)
-            if self.ttl > 0:
-                self._remember(digest, now + self.ttl, key)
+            key = await self._fetch(digest, raw)
         if key is None:
             raise _invalid()
+        return key
+
+    async def _fetch(self, digest: str, raw: str) -> ApiKey | None:
+        """The stored key for ``raw``, read once however many requests ask at a time."""
+        pending = self._inflight.get(digest)
+        if pending is None:
+            pending = self._inflight[digest] = asyncio.ensure_future(self._read(digest, raw))
+            pending.add_done_callback(lambda _: self._inflight.pop(digest, None))
+        # shielded: a request that gives up does not cancel the read the others wait for
+        return await asyncio.shield(pending)
+
+    async def _read(self, digest: str, raw: str) -> ApiKey | None:
+        async with self._db.read() as conn:
+            key = await lookup_key(conn, raw)
+        if self.ttl > 0:
+            self._remember(digest, self._clock() + self.ttl, key)
         return key
 
     def _remember(self, digest: str, until: float, key: ApiKey | None) -> None:

@@ -1,6 +1,7 @@
 """Bearer keys: 401 in the envelope on every protected route, the cached lookup (one
 database round trip for ``GET /jobs/{id}``), and the documented revocation delay."""
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -8,7 +9,9 @@ import pytest
 from sqlalchemy import event
 
 from jobtrack.api import state as api_state
+from jobtrack.api.auth import KeyCache
 from jobtrack.api.state import ApiState
+from jobtrack.errors import Unauthorized
 from jobtrack.settings import Settings
 from jobtrack.store.engine import Database
 from jobtrack.store.keys import lookup_key, revoke_key
@@ -100,3 +103,27 @@ async def test_revoked_key_is_refused_after_the_cache_delay(
 async def test_malformed_authorization_headers_are_401(api: Api, header: str) -> None:
     r = await api.client.get("/jobs", headers={"Authorization": header})
     assert_error(r, 401, "unauthorized")
+
+
+async def test_concurrent_requests_with_an_uncached_key_share_one_lookup(
+    db: Database, keys: dict[str, str],
+) -> None:
+    # a cold start (or an expired entry) under load: one read for the key, not one
+    # pooled connection per waiting request
+    cache = KeyCache(db, ttl=60.0)
+    lookups: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "FROM api_keys" in statement:
+            lookups.append(statement)
+
+    engine = db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        resolved = await asyncio.gather(*(cache.resolve(keys["a"]) for _ in range(20)))
+        with pytest.raises(Unauthorized):  # an unknown key is shared and refused alike
+            await asyncio.gather(*(cache.resolve("jt_unknown") for _ in range(5)))
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert {k.id for k in resolved} == {resolved[0].id} and resolved[0].tenant == "tenant-a"
+    assert len(lookups) == 2, lookups
