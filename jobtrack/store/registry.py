@@ -30,6 +30,8 @@ from jobtrack.store.codec import phase_values
 from jobtrack.store.tables import job_phases, jobs, tasks, workers
 
 if TYPE_CHECKING:
+    import asyncio
+
     from sqlalchemy.ext.asyncio import AsyncConnection
 
     from jobtrack.store.engine import Database
@@ -153,29 +155,52 @@ class DeclarationCache:
         self.ttl = ttl
         self._clock = clock
         self._entries: dict[str, tuple[float, list[TaskDeclaration]]] = {}
+        #: reads in flight, by task name: concurrent enqueues of a name not known recently
+        #: enough share one read instead of taking a connection each
+        self._inflight: dict[str, asyncio.Future[dict[str, list[TaskDeclaration]]]] = {}
 
     async def fetch(self, db: Database,
                     names: Iterable[str]) -> dict[str, list[TaskDeclaration]]:
         """The declarations of these names, read (one read) for those not known recently
         enough."""
+        import asyncio  # (here: the CLI's listings import this module, and need no loop)
+
         now = self._clock()
         out: dict[str, list[TaskDeclaration]] = {}
-        missing: list[str] = []
+        reads: dict[str, asyncio.Future[dict[str, list[TaskDeclaration]]]] = {}
+        fresh: list[str] = []
         for name in set(names):
             hit = self._entries.get(name)
             if hit is not None and hit[0] > now:
                 out[name] = hit[1]
+            elif name in self._inflight:
+                reads[name] = self._inflight[name]
             else:
-                missing.append(name)
-        if missing:
-            got = await read_declarations(db, missing)
-            if len(self._entries) + len(missing) > self.MAX_NAMES:
-                self._entries.clear()
-            for name in missing:
-                out[name] = got.get(name, [])
-                if self.ttl > 0:
-                    self._entries[name] = (now + self.ttl, out[name])
+                fresh.append(name)
+        if fresh:
+            task = asyncio.ensure_future(self._read(db, fresh))
+            for name in fresh:
+                reads[name] = self._inflight[name] = task
+            task.add_done_callback(lambda done: self._settle(fresh, done))
+        for name, read in reads.items():
+            # shielded: an enqueue that gives up does not cancel the read others wait for
+            out[name] = (await asyncio.shield(read)).get(name, [])
         return out
+
+    async def _read(self, db: Database, names: list[str]) -> dict[str, list[TaskDeclaration]]:
+        got = await read_declarations(db, names)
+        if len(self._entries) + len(names) > self.MAX_NAMES:
+            self._entries.clear()
+        if self.ttl > 0:
+            until = self._clock() + self.ttl
+            for name in names:
+                self._entries[name] = (until, got.get(name, []))
+        return got
+
+    def _settle(self, names: list[str], done: asyncio.Future[Any]) -> None:
+        for name in names:
+            if self._inflight.get(name) is done:
+                del self._inflight[name]
 
 
 async def read_declarations(db: Database,

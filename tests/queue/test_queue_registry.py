@@ -8,7 +8,7 @@ from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import event, update
 
 from jobtrack.domain.registry import FORGET_LEASES, WorkerInfo
 from jobtrack.domain.retry import RetryPolicy
@@ -122,6 +122,30 @@ async def test_a_job_stored_without_phases_runs_its_declared_phases(
     assert done.status is JobStatus.COMPLETED and done.result == "d1"
     assert [(p.name, p.status) for p in done.phases] == [
         ("loading", PhaseStatus.COMPLETED), ("indexing", PhaseStatus.COMPLETED)]
+
+
+async def test_concurrent_enqueues_of_an_unread_task_share_one_read(app: App) -> None:
+    # a burst of enqueues of a name not read yet: one read, not a connection per enqueue
+    cache = registry.DeclarationCache(5.0)
+    reads: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "FROM tasks" in statement:
+            reads.append(statement)
+
+    engine = app.db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        got = await asyncio.gather(*(cache.fetch(app.db, ["ingest", "merge"])
+                                     for _ in range(20)))
+        # a name already being read joins that read; another name gets one of its own
+        both = await asyncio.gather(cache.fetch(app.db, ["other"]),
+                                    cache.fetch(app.db, ["other", "ingest"]))
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert all(g == {"ingest": [], "merge": []} for g in got)
+    assert both == [{"other": []}, {"other": [], "ingest": []}]
+    assert len(reads) == 2, reads
 
 
 async def test_a_process_trusts_the_declarations_it_read_for_the_cache_period(app: App) -> None:
