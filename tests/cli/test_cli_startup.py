@@ -123,3 +123,23 @@ def test_listings_on_sqlite_load_no_postgresql_driver_or_settings(tmp_path: Path
         if group == "workers":
             unwanted = [m for m in unwanted if m.split(".")[0] == "psycopg"]
         assert (group, unwanted) == (group, [])
+
+
+def test_the_command_leaves_what_it_loaded_to_the_exit(tmp_path: Path) -> None:
+    """``jobtrack`` (``main()``) freezes the objects it made before the interpreter exits, so
+    the exit's garbage collections do not walk them all; what the command printed is
+    still all there."""
+    url = f"sqlite:///{tmp_path / 'listed.db'}"
+    job_id = _seed(url)
+    probe = (
+        "import atexit, gc, sys\n"
+        "atexit.register(lambda: print('frozen at exit:', gc.get_freeze_count()))\n"
+        f"sys.argv = ['jobtrack', '--database-url', {url!r}, 'jobs', 'ls']\n"
+        "from jobtrack.cli import main\n"
+        "main()")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "COLUMNS": "250"})
+    assert proc.returncode == 0, proc.stderr
+    shown, _, frozen = proc.stdout.partition("frozen at exit:")
+    assert job_id in shown
+    assert int(frozen) > 10_000  # (SQLAlchemy alone makes more than that)
