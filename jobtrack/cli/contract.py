@@ -6,7 +6,6 @@ from typing import Annotated
 import typer
 
 from jobtrack.cli.common import console
-from jobtrack.contract.export import check_current, write_all
 
 
 def register(app: typer.Typer) -> None:
@@ -20,6 +19,8 @@ def register(app: typer.Typer) -> None:
         check: Annotated[bool, typer.Option("--check", help="only report stale files")] = False,
     ) -> None:
         """Generate TypeScript, GraphQL SDL and JSON Schema from jobtrack.domain.status."""
+        from jobtrack.contract.export import check_current, write_all
+
         if check:
             stale = check_current(directory)
             for name in stale:

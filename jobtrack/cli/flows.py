@@ -10,17 +10,14 @@ Both read the database directly (an operator's view: every tenant unless ``--ten
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Group, RenderableType
-from rich.live import Live
 from rich.table import Table
 from rich.text import Text
-from rich.tree import Tree
 
 from jobtrack.cli.common import (
     clear_errors,
@@ -33,8 +30,6 @@ from jobtrack.cli.common import (
     run,
     url_of,
 )
-from jobtrack.domain.flows import Flow
-from jobtrack.domain.records import Job, Phase
 from jobtrack.domain.status import (
     FLOW_TERMINAL,
     FlowStatus,
@@ -43,6 +38,10 @@ from jobtrack.domain.status import (
     normalize_status,
 )
 from jobtrack.errors import NotFound
+
+if TYPE_CHECKING:
+    from jobtrack.domain.flows import Flow
+    from jobtrack.domain.records import Job, Phase
 
 #: colour of each status (job, flow and phase statuses share their spellings)
 STYLE = {
@@ -143,6 +142,8 @@ def progress_bar(completed: int, total: int, width: int = 30) -> Text:
 
 def render_flow(flow: Flow, jobs: Sequence[Job]) -> RenderableType:
     """The flow's header (status, progress bar, counts) over its job tree."""
+    from rich.tree import Tree
+
     p = flow.progress
     head = Table.grid(padding=(0, 1))
     head.add_row(Text.assemble(("flow ", "bold"), flow.id, " ", (flow.flowname, "bold"),
@@ -190,6 +191,10 @@ async def load(url: str, flow_id: str, max_jobs: int) -> tuple[Flow, list[Job]]:
 
 async def watch(url: str, flow_id: str, max_jobs: int, interval: float) -> Flow:
     """Redraw the flow every ``interval`` seconds until it is finished."""
+    import asyncio
+
+    from rich.live import Live  # (only for this command: not a start-up cost of others)
+
     flow, jobs = await load(url, flow_id, max_jobs)
     with Live(render_flow(flow, jobs), console=out, auto_refresh=False) as live:
         while flow.status not in FLOW_TERMINAL or flow.progress.running:

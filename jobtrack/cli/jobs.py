@@ -18,7 +18,6 @@ They read the database directly (an operator's view: every tenant unless ``--ten
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
@@ -26,7 +25,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 import orjson
 import typer
 from rich.console import Group, RenderableType
-from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
@@ -50,12 +48,10 @@ from jobtrack.cli.flows import (
     stacked,
     when,
 )
-from jobtrack.domain.planner import plan_cancel, plan_retry
-from jobtrack.domain.records import Change, Job
 from jobtrack.domain.status import JobStatus, PhaseStatus, normalize_status
-from jobtrack.domain.wire import job_to_wire
 
 if TYPE_CHECKING:
+    from jobtrack.domain.records import Change, Job
     from jobtrack.store.events import StoredEvent
 
 #: who the event log records as the author of a change made here
@@ -178,6 +174,10 @@ async def load(url: str, job_id: str, *, with_history: bool
 
 async def watch(url: str, job_id: str, interval: float) -> Job:
     """Redraw the job every ``interval`` seconds until it is finished."""
+    import asyncio
+
+    from rich.live import Live  # (only for this command: not a start-up cost of others)
+
     job, _ = await load(url, job_id, with_history=False)
     with Live(render_job(job), console=out, auto_refresh=False) as live:
         while not job.is_terminal:
@@ -191,9 +191,9 @@ async def watch(url: str, job_id: str, interval: float) -> Job:
 
 
 async def act(url: str, job_id: str, plan: Callable[[Job, datetime], Change]) -> Job:
+    """One action on one job, planned against the locked, stored job."""
     from jobtrack.store.jobs import change_job
 
-    """One action on one job, planned against the locked, stored job."""
     now = datetime.now(UTC)
     db = await open_database(url, create=True)
     try:
@@ -231,6 +231,8 @@ def register(app: typer.Typer) -> None:
         flt = JobFilter(tenant=tenant, status=wanted, queue_name=queue, flow_id=flow, name=name)
         found, _ = read(url_of(ctx), lambda conn: list_jobs(conn, flt, limit=limit))
         if as_json:
+            from jobtrack.domain.wire import job_to_wire
+
             out.print_json(orjson.dumps([job_to_wire(j) for j in found]).decode())
             return
         if not found:
@@ -266,6 +268,8 @@ def register(app: typer.Typer) -> None:
         url = url_of(ctx)
         job, history = run(load(url, job_id, with_history=not as_json))
         if as_json:
+            from jobtrack.domain.wire import job_to_wire
+
             out.print_json(orjson.dumps(job_to_wire(job)).decode())
         else:
             out.print(render_job(job, history))
@@ -286,6 +290,8 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context, job_id: Annotated[str, typer.Argument(help="the job's id")]
     ) -> None:
         """Cancel a job: a pending one now, a running one at its worker's next checkpoint."""
+        from jobtrack.domain.planner import plan_cancel
+
         job = run(act(url_of(ctx), job_id, plan_cancel))
         if job.status is JobStatus.CANCELLED:
             console.print(f"job {job.id} cancelled")
@@ -298,6 +304,8 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context, job_id: Annotated[str, typer.Argument(help="the job's id")]
     ) -> None:
         """Run a failed or cancelled job again, as a new attempt."""
+        from jobtrack.domain.planner import plan_retry
+
         job = run(act(url_of(ctx), job_id, plan_retry))
         console.print(f"job {job.id} is {job.status.value} again (attempt {job.attempt} of "
                       f"{job.max_attempts})")

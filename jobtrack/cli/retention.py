@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import Progress, SpinnerColumn, TextColumn
 
 from jobtrack.cli.common import console, open_database, run, settings_of
 
@@ -36,6 +35,8 @@ def register(app: typer.Typer) -> None:
         keep_events = event_days if event_days is not None else settings.event_retention_days
 
         async def go() -> RetentionReport:
+            from rich.progress import Progress, SpinnerColumn, TextColumn
+
             from jobtrack.queue.retention import purge
 
             db = await open_database(settings.database_url, create=False)

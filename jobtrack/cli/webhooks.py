@@ -14,9 +14,6 @@ The listings read the database directly (every tenant unless ``--tenant``).
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import signal
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
@@ -57,6 +54,9 @@ def _when(value: datetime | None) -> str:
 async def deliver_until_signalled(settings: Settings) -> WebhookRunner:
     """Run the webhook loops until SIGTERM or SIGINT; attempts still waiting for a
     receiver are abandoned (their leases end and they are attempted again)."""
+    import asyncio
+    import signal
+
     from jobtrack.webhooks.runner import run_webhooks
 
     stop = asyncio.Event()
@@ -84,6 +84,8 @@ def register(app: typer.Typer) -> None:
         log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
     ) -> None:
         """Dispatch events to webhooks and deliver them until SIGTERM or SIGINT."""
+        import logging
+
         logging.basicConfig(level=log_level.upper(),
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         settings = settings_of(ctx)
