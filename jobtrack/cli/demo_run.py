@@ -30,6 +30,7 @@ from rich.table import Table
 from rich.text import Text
 
 from jobtrack.cli.common import console, migrate_if_wanted
+from jobtrack.cli.flows import STYLE
 from jobtrack.domain.flows import Flow
 from jobtrack.domain.planner import plan_pause
 from jobtrack.domain.records import Job
@@ -40,14 +41,6 @@ if TYPE_CHECKING:
     from jobtrack.settings import Settings
     from jobtrack.store.engine import Database
 
-COLORS = {
-    JobStatus.PENDING.value: "yellow",
-    JobStatus.RUNNING.value: "cyan",
-    JobStatus.COMPLETED.value: "green",
-    JobStatus.FAILED.value: "red",
-    JobStatus.CANCELLED.value: "magenta",
-    PhaseStatus.PAUSED.value: "bold yellow",
-}
 WORKER_QUEUES = ["ingest,publish", "ingest-large,publish"]
 PAUSE_SECONDS = 1.5
 
@@ -168,7 +161,7 @@ def _render(flow: Flow, jobs: list[Job], note: str) -> Group:
     head = Table.grid(padding=(0, 1))
     head.add_row(
         Text(f"flow {flow.flowname}", style="bold"),
-        Text(flow.status.value, style=COLORS[flow.status.value]),
+        Text(flow.status.value, style=STYLE[flow.status.value]),
         ProgressBar(total=max(p.total, 1), completed=p.completed, width=30),
         Text(f"{p.completed}/{p.total} completed ({p.percentage:.0f}%), {p.running} running, "
              f"{p.pending} pending, {p.failed} failed"),
@@ -180,7 +173,7 @@ def _render(flow: Flow, jobs: list[Job], note: str) -> Group:
         table.add_row(
             str(job.data.get("document") or job.name),
             job.queue_name,
-            Text(job.status.value, style=COLORS[job.status.value]),
+            Text(job.status.value, style=STYLE[job.status.value]),
             job.step,
             _phases(job),
         )
@@ -196,7 +189,7 @@ def _phases(job: Job) -> Text:
         pct = phase.progress.percentage or (100.0 if phase.status is PhaseStatus.COMPLETED
                                             else 0.0)
         filled = int(pct / 25)
-        style = COLORS.get(phase.status.value, "dim")
+        style = STYLE.get(phase.status.value, "dim")
         if phase.status is PhaseStatus.NOT_STARTED:
             style = "dim"
         text.append(f"{phase.name} ", style=style)
@@ -210,7 +203,7 @@ async def _summary(db: Database, flow: Flow) -> None:
     async with db.read() as conn:
         history = await store_events.history(conn, flow.root_job_id)
         events = await store_events.read_after(conn, 0, flow_id=flow.id, limit=100_000)
-    colour = COLORS[flow.status.value]
+    colour = STYLE[flow.status.value]
     console.print(f"\nflow [{colour}]{flow.status.value}[/{colour}]; result: {flow.result}")
     console.print(f"{len(events)} events recorded for this flow; the parent's history:")
     for event in history:
