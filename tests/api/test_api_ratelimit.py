@@ -106,6 +106,17 @@ async def stored_used(db: Database) -> list[int]:
         return [r.used for r in await conn.execute(select(rate_limits))]
 
 
+async def spend(api: Api, n: int, *, then_used: list[int] | None = None) -> None:
+    """Make ``n`` requests, each answered 200; then, once the leases in flight settled,
+    the stored counters are ``then_used`` (when given)."""
+    for _ in range(n):
+        r = await api.client.get("/jobs", headers=api.auth())
+        assert r.status_code == 200, r.text
+    if then_used is not None:
+        await state_of(api.app).limiter.settle()
+        assert await stored_used(api.db) == then_used
+
+
 @asynccontextmanager
 async def counters_locked(db: Database) -> AsyncIterator[None]:
     """Hold the rate-limit counters so that no lease can be written until the block ends
@@ -125,11 +136,8 @@ async def test_the_next_chunk_is_leased_ahead_without_a_request_waiting(
         update={"db_statement_timeout_seconds": 30})
     async with running(config, keys) as api:
         limiter = state_of(api.app).limiter
-        for _ in range(5):
-            assert (await api.client.get("/jobs", headers=api.auth())).status_code == 200
-        await limiter.settle()
         # half the chunk spent: the next chunk is already leased
-        assert await stored_used(db) == [20]
+        await spend(api, 5, then_used=[20])
         async with counters_locked(db):
             # no lease can be written now, yet the 15 requests the process holds are
             # answered: the 15th starts the next lease ahead, which waits on the lock
@@ -172,10 +180,7 @@ async def test_a_failed_lease_ahead_keeps_the_limit_and_answers_503_when_quota_r
                           db_statement_timeout_seconds=1)
         async with running(config, keys) as api:
             limiter = state_of(api.app).limiter
-            for _ in range(5):
-                assert (await api.client.get("/jobs", headers=api.auth())).status_code == 200
-            await limiter.settle()
-            assert await stored_used(db) == [20]
+            await spend(api, 5, then_used=[20])
             async with counters_locked(db):
                 for _ in range(10):  # the 10th starts a lease ahead
                     assert (await api.client.get("/jobs", headers=api.auth())).status_code == 200
