@@ -1,6 +1,6 @@
 """P5: event latency, transition committed -> an SSE and a WebSocket client receive it,
-through a second API process (``docs/targets.md``; target p99 under 5 ms; the
-floor measured a bare NOTIFY -> SSE hop at p99 0.55 ms, ``../peers/floors/RESULTS.md``).
+through a second API process (``docs/targets.md``; target p99 under 5 ms; the peers
+harness's raw floor measured a bare NOTIFY -> SSE hop at p99 0.55 ms on these machines).
 
 On a scratch PostgreSQL database (created on the server of ``--database-url``, dropped
 after):
