@@ -13,23 +13,25 @@ from pydantic import Field, StrictInt, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
-from jobtrack.api.schemas import (
+from jobtrack.api.fields import (
     WHOLE,
     ApiModel,
-    BullmqBackoff,
-    BullmqMs,
-    ErrorIn,
     Finite,
     InputModel,
-    JobPublic,
     JsonObject,
     JsonValue,
     Name,
     PhaseNames,
-    ProgressInput,
     StatusIn,
-    StatusReport,
     UtcDatetime,
+)
+from jobtrack.api.schemas import (
+    BullmqBackoff,
+    BullmqMs,
+    ErrorIn,
+    JobPublic,
+    ProgressInput,
+    StatusReport,
     refuse_unsupported,
 )
 from jobtrack.domain.spec import Submission, SubmissionNode

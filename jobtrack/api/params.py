@@ -13,8 +13,9 @@ from typing import Annotated
 from fastapi import Path, Query, Request
 from pydantic import AfterValidator
 
+from jobtrack.api.fields import StatusIn, clean_text
 from jobtrack.api.middleware import ALIAS_SETTING, request_context
-from jobtrack.api.schemas import ProgressIn, StatusIn, clean_text
+from jobtrack.api.schemas import ProgressIn
 from jobtrack.domain.records import Progress
 from jobtrack.domain.status import JobStatus
 from jobtrack.errors import ValidationFailed

@@ -22,14 +22,7 @@ from jobtrack.api.params import (
 )
 from jobtrack.api.reports import report_job
 from jobtrack.api.responses import AUTHENTICATED, errors, json_response
-from jobtrack.api.schemas import (
-    JobCreate,
-    JobCreated,
-    JobPage,
-    JobPatch,
-    JobPublic,
-    Transition,
-)
+from jobtrack.api.schemas import JobCreate, JobCreated, JobPage, JobPatch, JobPublic, Transition
 from jobtrack.domain.ids import new_id
 from jobtrack.domain.spec import job_of, resolve
 from jobtrack.domain.wire import iso, job_to_wire

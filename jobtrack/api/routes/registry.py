@@ -12,9 +12,9 @@ from pydantic import Field
 from starlette.responses import Response
 
 from jobtrack.api.deps import CallerDep, StateDep
+from jobtrack.api.fields import ApiModel
 from jobtrack.api.params import utcnow
 from jobtrack.api.responses import errors, json_response
-from jobtrack.api.schemas import ApiModel
 from jobtrack.domain.registry import STALE_LEASES, task_to_wire, worker_to_wire
 from jobtrack.errors import Forbidden
 from jobtrack.store.registry import list_tasks, list_workers

@@ -9,9 +9,9 @@ from pydantic import AfterValidator, Field, StringConstraints
 from starlette.responses import Response
 
 from jobtrack.api.deps import CallerDep, StateDep
+from jobtrack.api.fields import ApiModel, InputModel, Name, clean_text
 from jobtrack.api.params import check_page_size
 from jobtrack.api.responses import AUTHENTICATED, errors, json_response
-from jobtrack.api.schemas import ApiModel, InputModel, Name, clean_text
 from jobtrack.domain.status import DeliveryStatus
 from jobtrack.domain.wire import iso
 from jobtrack.store.webhooks import Delivery, Webhook
