@@ -37,6 +37,7 @@ from scratch import scratch  # bench/: the script's own folder
 from sqlalchemy.engine import make_url
 
 from jobtrack.queue.app import App
+from jobtrack.settings import Settings
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -172,7 +173,9 @@ def main() -> None:
     p.add_argument("--n", type=int, default=100_000)
     p.add_argument("--warmup", type=int, default=10_000, help="jobs done before the baseline")
     p.add_argument("--interval", type=float, default=1.0, help="seconds between samples")
-    p.add_argument("--concurrency", type=int, default=10)
+    p.add_argument("--concurrency", type=int,
+                   default=Settings.model_fields["worker_concurrency"].default,
+                   help="worker concurrency (default: jobtrack's default)")
     p.add_argument("--flat-pct", type=float, default=5.0)
     p.add_argument("--database-url", help="a PostgreSQL server (scratch database on it)")
     p.add_argument("--no-sqlite", action="store_true")

@@ -36,6 +36,7 @@ from sqlalchemy import text
 
 from jobtrack.queue.app import App
 from jobtrack.queue.worker import Worker
+from jobtrack.settings import Settings
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -130,7 +131,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=20000)
     p.add_argument("--reps", type=int, default=3)
-    p.add_argument("--concurrency", type=int, default=10)
+    p.add_argument("--concurrency", type=int,
+                   default=Settings.model_fields["worker_concurrency"].default,
+                   help="worker concurrency (default: jobtrack's default)")
     p.add_argument("--database-url", help="a PostgreSQL server (scratch databases on it)")
     p.add_argument("--no-sqlite", action="store_true")
     p.add_argument("--mode", choices=["subprocess", "inprocess", "both"], default="subprocess")
