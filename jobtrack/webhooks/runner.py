@@ -39,7 +39,10 @@ class WebhookRunner:
     ) -> None:
         self.hub = hub
         self.deliverer = Deliverer(db, settings, client=client, resolver=resolver)
-        self.dispatcher = Dispatcher(db, settings, on_dispatched=self.deliverer.wake)
+        # the hub's cursor: an idle round (no webhook) moves the dispatch cursor there
+        # without reading the events again
+        self.dispatcher = Dispatcher(db, settings, on_dispatched=self.deliverer.wake,
+                                     position=lambda: hub.cursor)
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
         self._stopping = False
