@@ -127,6 +127,13 @@ class Dispatcher:
     def webhooks_changed(self) -> None:
         """A webhook was created here: stop skipping rounds now."""
         self._hooks_checked = float("-inf")
+        self._hooks_exist = True
+
+    def wants_events(self) -> bool:
+        """Whether new events call for a round now: a webhook exists (as last seen, at most
+        ``HOOKS_CACHE_SECONDS`` ago), or the dispatcher is not prepared yet. With no
+        webhook, the idle rounds run on their own timer: no event has a recipient."""
+        return self._hooks_exist or not self._ready
 
     async def run_once(self) -> int:
         """One round; the number of deliveries stored."""

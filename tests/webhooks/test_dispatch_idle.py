@@ -1,8 +1,10 @@
-"""A dispatch round while no webhook exists moves the cursor to the event hub's position
-without reading the events it passes over. Every API process runs a dispatcher; reading
-and decoding each event once more there, in a burst every few seconds, held up the
-process's live updates (docs/benchmarks.md, P5)."""
+"""While no webhook exists, the dispatcher of every API process stays out of the way of
+its live updates (docs/benchmarks.md, P5): a round moves the cursor to the event hub's
+position without reading the events it passes over (reading and decoding each event once
+more, in a burst every few seconds, held up the process's event loop), and the events the
+hub hands out do not wake the dispatcher loop one by one."""
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,8 +17,9 @@ from jobtrack.store.engine import Database
 from jobtrack.store.tables import cursors, webhook_deliveries
 from jobtrack.webhooks import registry
 from jobtrack.webhooks.dispatcher import CURSOR
-from jobtrack.webhooks.runner import WebhookRunner
+from jobtrack.webhooks.runner import DISPATCH_POLL_SECONDS, WebhookRunner
 from support.events import add_event, caught_up
+from support.polling import eventually
 
 
 @pytest.fixture
@@ -89,3 +92,61 @@ async def test_a_webhook_created_after_idle_rounds_gets_the_events_after_it(
         rows = (await conn.execute(select(webhook_deliveries.c.event_id).where(
             webhook_deliveries.c.webhook_id == created.id))).all()
     assert [r.event_id for r in rows] == [wanted]
+
+
+def count_rounds(runner: WebhookRunner) -> list[int]:
+    """The number of dispatch rounds finished from now on, in a one-item list."""
+    finished = [0]
+    run_once = runner.dispatcher.run_once
+
+    async def counted() -> int:
+        n = await run_once()
+        finished[0] += 1
+        return n
+
+    runner.dispatcher.run_once = counted  # type: ignore[method-assign]
+    return finished
+
+
+async def test_with_no_webhook_new_events_do_not_wake_the_dispatcher(
+    db: Database, runner: WebhookRunner
+) -> None:
+    finished = count_rounds(runner)
+    await runner.start()
+    try:
+        await eventually(lambda: finished[0] > 0, what="a first round (no webhook)")
+        before, began = finished[0], time.monotonic()
+        for _ in range(30):  # one at a time: the hub hands out 30 batches
+            await add_event(db)
+            await caught_up(runner.hub, db)
+        elapsed = time.monotonic() - began
+        rounds = finished[0] - before
+    finally:
+        await runner.stop()
+    # only the loop's own timer ran rounds (each batch of events used to run one)
+    assert rounds <= elapsed / DISPATCH_POLL_SECONDS + 2, (rounds, elapsed)
+    assert rounds < 30
+
+
+async def test_a_webhook_created_here_wakes_the_dispatcher_for_the_next_event(
+    db: Database, settings: Settings, runner: WebhookRunner
+) -> None:
+    finished = count_rounds(runner)
+    await runner.start()
+    try:
+        await eventually(lambda: finished[0] > 0, what="a first round (no webhook)")
+        created = await registry.create_webhook(
+            db, settings, tenant="t1", url="http://127.0.0.1:9/in", events=["progress"],
+            secret="s3cret-s3cret-s3cret")
+        runner.dispatcher.webhooks_changed()  # (as the API's create route does)
+        wanted = await add_event(db, type="job.progress")
+
+        async def dispatched() -> bool:
+            async with db.read() as conn:
+                rows = (await conn.execute(select(webhook_deliveries.c.event_id).where(
+                    webhook_deliveries.c.webhook_id == created.id))).all()
+            return [r.event_id for r in rows] == [wanted]
+
+        await eventually(dispatched, what="the delivery of the event after the webhook")
+    finally:
+        await runner.stop()
