@@ -9,6 +9,14 @@ the deliveries are stored and the delivery loop attempts them.
 
 A webhook receives events that happened after it was created, of the kinds it lists
 (``WEBHOOK_KINDS``), restricted to its ``flowId`` and ``queueName`` when it has them.
+
+While no webhook exists, a round still moves the cursor (every ``IDLE_ROUND_SECONDS``),
+so that the first webhook's rounds do not start far back in the log. Given a *position*
+(the process's event hub's cursor: every event up to it has committed, or is proven never
+to), such a round moves the cursor there without reading the events it passes: with no
+webhook, none of them has a recipient, and reading and decoding every event once more in
+every API process blocked the process's event loop for milliseconds every few seconds,
+which showed in the live-update latency (docs/benchmarks.md, P5).
 """
 
 import logging
@@ -77,11 +85,14 @@ class Dispatcher:
     """Reads the event log after the stored cursor and stores the deliveries it implies."""
 
     def __init__(
-        self, db: Database, settings: Settings, *, on_dispatched: Callable[[], None] = lambda: None
+        self, db: Database, settings: Settings, *, on_dispatched: Callable[[], None] = lambda: None,
+        position: Callable[[], int] | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
         self.on_dispatched = on_dispatched
+        #: an event id up to which the log is complete (the hub's cursor), if known
+        self.position = position
         self.reader = OrderedReader(
             0, postgres=not db.is_sqlite, grace=settings.event_gap_grace_seconds,
             timeout=settings.event_gap_timeout_seconds,
@@ -116,6 +127,13 @@ class Dispatcher:
     def webhooks_changed(self) -> None:
         """A webhook was created here: stop skipping rounds now."""
         self._hooks_checked = float("-inf")
+        self._hooks_exist = True
+
+    def wants_events(self) -> bool:
+        """Whether new events call for a round now: a webhook exists (as last seen, at most
+        ``HOOKS_CACHE_SECONDS`` ago), or the dispatcher is not prepared yet. With no
+        webhook, the idle rounds run on their own timer: no event has a recipient."""
+        return self._hooks_exist or not self._ready
 
     async def run_once(self) -> int:
         """One round; the number of deliveries stored."""
@@ -132,6 +150,8 @@ class Dispatcher:
                 return 0
             if stored != self.reader.cursor:  # another process moved it (or first round)
                 self.reader.reset(stored)
+            if not self._hooks_exist and await self._skip_idle(conn, stored, now):
+                return 0
             events = await self.reader.read(SqlEventLog(conn))
             rows: list[dict[str, Any]] = []
             if events:
@@ -144,6 +164,18 @@ class Dispatcher:
             self.dispatched += len(rows)
             self.on_dispatched()
         return len(rows)
+
+    async def _skip_idle(self, conn: Any, stored: int, now: datetime) -> bool:
+        """No webhook exists (asked again under the cursor's lock: one created meanwhile
+        is seen): move the cursor to the position without reading the events. False when
+        the round must read them (a webhook exists, no position is known)."""
+        if self.position is None or await any_webhooks(conn):
+            return False
+        target = self.position()
+        if target > stored:
+            await move_cursor(conn, CURSOR, target, now)
+            self.reader.reset(target)
+        return True
 
     def next_round_in(self) -> float | None:
         """Seconds until a round is needed without new events (a gap is open), or None."""

@@ -39,7 +39,10 @@ class WebhookRunner:
     ) -> None:
         self.hub = hub
         self.deliverer = Deliverer(db, settings, client=client, resolver=resolver)
-        self.dispatcher = Dispatcher(db, settings, on_dispatched=self.deliverer.wake)
+        # the hub's cursor: an idle round (no webhook) moves the dispatch cursor there
+        # without reading the events again
+        self.dispatcher = Dispatcher(db, settings, on_dispatched=self.deliverer.wake,
+                                     position=lambda: hub.cursor)
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
         self._stopping = False
@@ -50,7 +53,7 @@ class WebhookRunner:
         with contextlib.suppress(DatabaseUnavailable):  # its first round prepares it then
             await self.dispatcher.prepare()
         self._stopping = False
-        self.hub.add_listener(self._wake.set)
+        self.hub.add_listener(self._events_handed_out)
         self._tasks = [
             asyncio.create_task(self._dispatch_forever(), name="jobtrack-webhook-dispatcher"),
             asyncio.create_task(self.deliverer.run(), name="jobtrack-webhook-delivery"),
@@ -60,13 +63,21 @@ class WebhookRunner:
         """Stop both loops at their next pause: a dispatch round (one transaction) is
         finished, never cancelled half-way (on SQLite that could strand the write lock)."""
         tasks, self._tasks = self._tasks, []
-        self.hub.remove_listener(self._wake.set)
+        self.hub.remove_listener(self._events_handed_out)
         self._stopping = True
         self._wake.set()
         await self.deliverer.stop()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):  # (see loops.py)
                 await task
+
+    def _events_handed_out(self) -> None:
+        """The hub handed out new events: a round now, unless no webhook exists (then no
+        event has a recipient, and the loop's timer runs the idle rounds and notices the
+        first webhook within ``DISPATCH_POLL_SECONDS``). Called by the hub for every batch
+        of events, in every API process: with no webhook it costs no wake-up."""
+        if self.dispatcher.wants_events():
+            self._wake.set()
 
     async def _dispatch_forever(self) -> None:
         backoff = 0.1
