@@ -169,9 +169,15 @@ class Dispatcher:
         """No webhook exists (asked again under the cursor's lock: one created meanwhile
         is seen): move the cursor to the position without reading the events. False when
         the round must read them (a webhook exists, no position is known)."""
-        if self.position is None or await any_webhooks(conn):
+        if self.position is None:
             return False
+        # the position first, then the question: every event it passes committed before
+        # the question was asked, so before any webhook that answer missed was created
+        # (read the other way round, an event committed after a new webhook could be
+        # passed over; the events a webhook receives are those after its creation)
         target = self.position()
+        if await any_webhooks(conn):
+            return False
         if target > stored:
             await move_cursor(conn, CURSOR, target, now)
             self.reader.reset(target)
